@@ -1,0 +1,129 @@
+"""Typed settings read from ``DL_*`` environment variables, failing fast.
+
+Every knob of the service and of ``gunicorn.conf.py`` is read here, once, with an
+explicit cast; a bad value raises :class:`SettingsError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_BIND = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})|unix:/.+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+
+
+class SettingsError(ValueError):
+    """A DL_* variable has a value we cannot use; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All settings, with their defaults. The env variable is ``DL_`` + NAME."""
+
+    data_root: Path = Path("data")
+    bind: str = "127.0.0.1:8000"
+    workers: int = os.cpu_count() or 1
+    worker_connections: int = 1000
+    timeout: int = 30
+    graceful_timeout: int = 30
+    keepalive: int = 5
+    chunk_size: int = 256 * 1024
+    max_ranges: int = 16
+    cache_control: str = "no-cache"
+    inline: bool = False
+    serve_hidden: bool = False
+    allow_outside_symlinks: bool = False
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            variable = "DL_" + spec.name.upper()
+            raw = environ.get(variable)
+            if raw is not None:
+                values[spec.name] = _PARSERS[spec.name](variable, raw.strip())
+        return cls(**values).validated()
+
+    def validated(self) -> Settings:
+        """Check the data root exists; returns a copy with it made absolute."""
+        root = self.data_root.expanduser().resolve()
+        if not root.is_dir():
+            raise SettingsError(f"DL_DATA_ROOT: {str(root)!r} is not an existing folder")
+        return replace(self, data_root=root)
+
+
+def _integer(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(variable: str, raw: str) -> int:
+        if not re.fullmatch(r"[0-9]+", raw):
+            raise SettingsError(f"{variable}: expected a whole number, got {raw!r}")
+        value = int(raw)
+        if not low <= value <= high:
+            raise SettingsError(f"{variable}: {value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def _boolean(variable: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SettingsError(f"{variable}: expected one of 1/0/true/false, got {raw!r}")
+
+
+def _path(variable: str, raw: str) -> Path:
+    if not raw:
+        raise SettingsError(f"{variable}: must not be empty")
+    return Path(raw)
+
+
+def _bind(variable: str, raw: str) -> str:
+    if not _BIND.fullmatch(raw):
+        raise SettingsError(f"{variable}: expected HOST:PORT or unix:/path, got {raw!r}")
+    return raw
+
+
+def _header_value(variable: str, raw: str) -> str:
+    if not raw or not _HEADER_VALUE.fullmatch(raw):
+        raise SettingsError(f"{variable}: expected printable ASCII, got {raw!r}")
+    return raw
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(variable: str, raw: str) -> str:
+        if raw.lower() not in choices:
+            raise SettingsError(f"{variable}: expected one of {', '.join(choices)}, got {raw!r}")
+        return raw.lower()
+
+    return parse
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "data_root": _path,
+    "bind": _bind,
+    "workers": _integer(1, 256),
+    "worker_connections": _integer(1, 100_000),
+    "timeout": _integer(1, 3600),
+    "graceful_timeout": _integer(0, 86_400),
+    "keepalive": _integer(0, 3600),
+    "chunk_size": _integer(4096, 16 * 1024 * 1024),
+    "max_ranges": _integer(1, 1000),
+    "cache_control": _header_value,
+    "inline": _boolean,
+    "serve_hidden": _boolean,
+    "allow_outside_symlinks": _boolean,
+    "log_level": _choice("debug", "info", "warning", "error", "critical"),
+}

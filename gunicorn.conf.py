@@ -1,0 +1,32 @@
+"""gunicorn settings for the download service, all read from DL_* variables.
+
+Start with ``gunicorn -c gunicorn.conf.py``. A bad DL_* value stops the master at
+once with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from config import Settings
+
+_settings = Settings.from_env()
+
+wsgi_app = "service:create_app()"
+bind = [_settings.bind]
+workers = _settings.workers
+# gevent: thousands of slow downloads per worker. Its heartbeat ticks every second, so
+# `timeout` bounds a blocked event loop, not the length of a download.
+worker_class = "gevent"
+worker_connections = _settings.worker_connections
+timeout = _settings.timeout
+# Downloads in flight at a reload or stop get this long to finish; clients can resume.
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+# gevent patches the worker after the fork; preloading would import the app before.
+preload_app = False
+# Restarting workers cuts downloads in flight.
+max_requests = 0
+# The control socket defaults to one path shared by every instance on the host.
+control_socket_disable = True
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings.log_level

@@ -1,0 +1,161 @@
+"""The catalog owns every filesystem decision: which names are valid, what lies inside the
+data root, what may be served, and the one ``open`` + ``fstat`` per download.
+
+Rules: a URL path is checked segment by segment before it touches the filesystem (no
+``..``, ``.``, empty segments, NUL or backslashes); the real path must stay inside the
+root unless outside symlinks are allowed; hidden names are refused unless enabled; only
+regular files are opened, never blocking (FIFOs and devices are refused by ``stat``
+first, and ``O_NONBLOCK`` guards the race). Size and mtime come from ``fstat`` of the
+descriptor the bytes will be read from, so headers and body describe one file version.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.errors import (
+    BadPathError,
+    CatalogError,
+    ForbiddenError,
+    IsFolderError,
+    NotFoundError,
+)
+from service.sansio import Representation
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW
+_MAX_PATH_BYTES = 4096
+
+
+class OpenFile:
+    """An open regular file and the facts of the version it holds. Closing is idempotent."""
+
+    __slots__ = ("fd", "representation")
+
+    def __init__(self, fd: int, name: str, facts: os.stat_result) -> None:
+        self.fd: int | None = fd
+        self.representation = Representation(name, facts.st_size, facts.st_mtime_ns)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderEntry:
+    name: str
+    is_folder: bool
+    size: int
+    mtime_ns: int
+
+
+class Catalog:
+    def __init__(
+        self, root: Path, *, serve_hidden: bool = False, allow_outside_symlinks: bool = False
+    ) -> None:
+        self.root = os.path.realpath(root)
+        self.serve_hidden = serve_hidden
+        self.allow_outside_symlinks = allow_outside_symlinks
+
+    def open_file(self, url_path: str) -> OpenFile:
+        """Open the regular file at ``url_path`` for reading (raises a CatalogError)."""
+        real = self._resolve(self._segments(url_path))
+        kind = _file_type(real)
+        if stat.S_ISDIR(kind):
+            raise IsFolderError
+        if not stat.S_ISREG(kind):
+            raise NotFoundError
+        with _os_errors():
+            fd = os.open(real, _OPEN_FLAGS)
+        facts = os.fstat(fd)
+        if not stat.S_ISREG(facts.st_mode):  # replaced between stat and open
+            os.close(fd)
+            raise NotFoundError
+        return OpenFile(fd, os.path.basename(real), facts)
+
+    def list_folder(self, url_path: str) -> list[FolderEntry]:
+        """The servable entries of the folder at ``url_path``, sorted by name."""
+        segments = self._segments(url_path.removesuffix("/"))
+        real = self._resolve(segments)
+        if not stat.S_ISDIR(_file_type(real)):
+            raise NotFoundError
+        with _os_errors(), os.scandir(real) as scan:
+            entries = [entry for item in scan if (entry := self._folder_entry(item))]
+        return sorted(entries, key=lambda entry: entry.name)
+
+    def _folder_entry(self, item: os.DirEntry[str]) -> FolderEntry | None:
+        if not self._servable_name(item.name):
+            return None
+        try:
+            if item.is_symlink():
+                self._check_inside(os.path.realpath(item.path))
+            facts = item.stat()
+        except (OSError, CatalogError):
+            return None
+        if not (stat.S_ISREG(facts.st_mode) or stat.S_ISDIR(facts.st_mode)):
+            return None
+        is_folder = stat.S_ISDIR(facts.st_mode)
+        size = 0 if is_folder else facts.st_size
+        return FolderEntry(item.name, is_folder, size, facts.st_mtime_ns)
+
+    def _servable_name(self, name: str) -> bool:
+        if name.startswith(".") and not self.serve_hidden:
+            return False
+        try:
+            name.encode("utf-8")  # undecodable names could not be requested by URL
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    def _segments(self, url_path: str) -> list[str]:
+        if len(url_path.encode("utf-8", "surrogatepass")) > _MAX_PATH_BYTES:
+            raise NotFoundError
+        if url_path == "":
+            return []
+        segments = url_path.split("/")
+        for segment in segments:
+            if segment in ("", ".", "..") or "\x00" in segment or "\\" in segment:
+                raise BadPathError
+            if segment.startswith(".") and not self.serve_hidden:
+                raise NotFoundError
+        return segments
+
+    def _resolve(self, segments: list[str]) -> str:
+        real = os.path.realpath(os.path.join(self.root, *segments))
+        self._check_inside(real)
+        return real
+
+    def _check_inside(self, real: str) -> None:
+        inside = real == self.root or real.startswith(self.root + os.sep)
+        if not inside:
+            if not self.allow_outside_symlinks:
+                raise NotFoundError
+            return
+        # A symlink inside the root must not lead to a hidden name either.
+        relative = os.path.relpath(real, self.root)
+        if not self.serve_hidden and any(
+            part.startswith(".") and part != "." for part in relative.split(os.sep)
+        ):
+            raise NotFoundError
+
+
+def _file_type(real: str) -> int:
+    with _os_errors():
+        return os.stat(real).st_mode
+
+
+@contextmanager
+def _os_errors() -> Iterator[None]:
+    """Map OSError to the catalog's errors: missing or odd names 404, the rest 403."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
+            raise NotFoundError from error
+        raise ForbiddenError from error

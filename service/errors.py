@@ -1,0 +1,74 @@
+"""Domain errors, and the one place that maps them (and Werkzeug's) to short HTTP answers.
+
+Every error body is a line of ``text/plain``; nothing echoes the request path, and a
+refused symlink, a hidden file and a missing file all read the same.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+
+class CatalogError(Exception):
+    """A request for a path the catalog will not serve."""
+
+    status = 500
+    message = "Internal Server Error"
+
+
+class BadPathError(CatalogError):
+    """Traversal, NUL, backslashes, empty or dot segments: never a valid name."""
+
+    status = 400
+    message = "Bad Request: invalid path"
+
+
+class NotFoundError(CatalogError):
+    """Missing, hidden, outside the root, or not a regular file or folder."""
+
+    status = 404
+    message = "Not Found"
+
+
+class ForbiddenError(CatalogError):
+    """Exists but the service may not read it."""
+
+    status = 403
+    message = "Forbidden"
+
+
+class IsFolderError(CatalogError):
+    """A folder asked for without its trailing slash: redirect to the listing URL."""
+
+    status = 301
+    message = "Moved Permanently"
+
+
+class TruncatedFileError(RuntimeError):
+    """The file ended before the planned bytes: abort the connection, never send short."""
+
+
+def text_response(status: int, message: str) -> Response:
+    response = Response(message + "\n", status, mimetype="text/plain")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CatalogError)
+    def catalog_error(error: CatalogError) -> Response:
+        response = text_response(error.status, error.message)
+        if isinstance(error, IsFolderError):
+            response.headers["Location"] = quote(request.path + "/")
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        response = text_response(error.code or 500, f"{error.code} {error.name}")
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
