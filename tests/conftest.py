@@ -1,0 +1,39 @@
+"""Shared fixtures: a real gunicorn server over a temporary data root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from tests.support.server import GunicornServer
+
+settings.register_profile("ci", max_examples=500, deadline=None)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[object]:
+    """Factory: ``start_server(data_root, **env)`` -> a running GunicornServer."""
+    servers: list[GunicornServer] = []
+
+    def start(root: Path, **env: str) -> GunicornServer:
+        log = tmp_path / f"gunicorn-{len(servers)}.log"
+        server = GunicornServer(root, log, env)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
