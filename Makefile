@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format typecheck check clean
+.PHONY: help install run test test-tools test-fast lint format typecheck check clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,12 +19,15 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## Create .venv with the service and its test tools
 
-run: $(STAMP) ## Serve ./data (or $$DL_DATA_ROOT) on $$DL_BIND, default 127.0.0.1:8000
+run: $(STAMP) ## Serve ./data (or DL_DATA_ROOT) on DL_BIND, default 127.0.0.1:8000
 	$(BIN)/python scripts/sample_data.py
 	exec $(BIN)/gunicorn -c gunicorn.conf.py
 
-test: $(STAMP) ## Run every test (unit, app, real gunicorn, real clients); T=path to select
+test: $(STAMP) test-tools ## Run every test (unit, app, real gunicorn, real clients); T=path to select
 	$(BIN)/pytest $(T)
+
+test-tools: ## Install the real clients the tests drive (curl, wget, aria2, axel, ffmpeg)
+	bash scripts/install_test_tools.sh
 
 test-fast: $(STAMP) ## Only the tests that start no server and no client
 	$(BIN)/pytest -m "not server and not clients" $(T)

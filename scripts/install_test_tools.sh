@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Make sure the real clients the tests drive are installed (Debian packages).
+# Installs what is missing when it can (root or sudo); otherwise says what to install,
+# and those tests skip (outside CI) or fail (in CI, where CI is set).
+set -euo pipefail
+
+declare -A package_of=(
+  [curl]=curl [wget]=wget [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
+)
+missing=()
+for tool in "${!package_of[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+readarray -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
+
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  sudo=(sudo)
+else
+  echo "warning: missing test clients; install with: apt-get install ${packages[*]}" >&2
+  exit 0
+fi
+echo "installing test clients: ${packages[*]}" >&2
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+  "${packages[@]}" >/dev/null
