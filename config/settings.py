@@ -67,7 +67,12 @@ def _integer(low: int, high: int) -> Callable[[str, str], int]:
     def parse(variable: str, raw: str) -> int:
         if not re.fullmatch(r"[0-9]+", raw):
             raise SettingsError(f"{variable}: expected a whole number, got {raw!r}")
-        value = int(raw)
+        digits = raw.lstrip("0") or "0"
+        if len(digits) > len(str(high)):  # int() refuses over 4300 digits with a bare error
+            raise SettingsError(
+                f"{variable}: a {len(digits)}-digit number is outside {low}..{high}"
+            )
+        value = int(digits)
         if not low <= value <= high:
             raise SettingsError(f"{variable}: {value} is outside {low}..{high}")
         return value
@@ -91,8 +96,11 @@ def _path(variable: str, raw: str) -> Path:
 
 
 def _bind(variable: str, raw: str) -> str:
-    if not _BIND.fullmatch(raw):
+    match = _BIND.fullmatch(raw)
+    if not match:
         raise SettingsError(f"{variable}: expected HOST:PORT or unix:/path, got {raw!r}")
+    if match.group(2) is not None and int(match.group(2)) > 65535:
+        raise SettingsError(f"{variable}: port {match.group(2)} is outside 0..65535")
     return raw
 
 

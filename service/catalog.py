@@ -107,6 +107,10 @@ class Catalog:
     def _servable_name(self, name: str) -> bool:
         if name.startswith(".") and not self.serve_hidden:
             return False
+        # List only names a URL can reach: a backslash is refused in any path segment
+        # (see _segments), and the router's path pattern never matches a line feed.
+        if "\\" in name or "\n" in name:
+            return False
         try:
             name.encode("utf-8")  # undecodable names could not be requested by URL
         except UnicodeEncodeError:
@@ -132,7 +136,8 @@ class Catalog:
         return real
 
     def _check_inside(self, real: str) -> None:
-        inside = real == self.root or real.startswith(self.root + os.sep)
+        # join(root, "") ends in exactly one separator, also for a root of "/".
+        inside = real == self.root or real.startswith(os.path.join(self.root, ""))
         if not inside:
             if not self.allow_outside_symlinks:
                 raise NotFoundError

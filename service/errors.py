@@ -62,13 +62,18 @@ def register_error_handlers(app: Flask) -> None:
     def catalog_error(error: CatalogError) -> Response:
         response = text_response(error.status, error.message)
         if isinstance(error, IsFolderError):
-            response.headers["Location"] = quote(request.path + "/")
+            # The URL the client used, so an app mounted under a prefix keeps it.
+            response.headers["Location"] = quote(request.script_root + request.path + "/")
         return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         response = text_response(error.code or 500, f"{error.code} {error.name}")
         for name, value in error.get_headers():
+            if name.lower() == "allow":
+                # Werkzeug collects the methods in a set: sort them, so that every
+                # process answers the same "Allow: GET, HEAD".
+                value = ", ".join(sorted(method.strip() for method in value.split(",")))
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
 from service.catalog import Catalog, OpenFile
@@ -20,6 +21,8 @@ from service.streaming import iter_body
 
 bp = Blueprint("files", __name__)
 _METHODS = {"methods": ["GET", "HEAD"], "provide_automatic_options": False}
+# RFC 9110's name; Python before 3.13 still says "Requested Range Not Satisfiable".
+_PHRASES = {416: "Range Not Satisfiable"}
 
 
 @bp.route("/files/", defaults={"name": ""}, **_METHODS)
@@ -68,14 +71,15 @@ def _file_response(opened: OpenFile, plan: Plan) -> Response:
     body: Iterable[bytes]
     if plan.reads_file:
         chunk_size = current_app.extensions["settings"].chunk_size
-        body = stream_with_context(iter_body(opened, plan.body, chunk_size))
+        # If the server closes the body before the generator ever starts, the generator's
+        # own cleanup never runs: close the file then too (closing is idempotent). This
+        # must wrap the body itself: with direct_passthrough Werkzeug hands the server
+        # ``response.response`` as it is, so ``call_on_close`` callbacks would never run.
+        stream = stream_with_context(iter_body(opened, plan.body, chunk_size))
+        body = ClosingIterator(stream, opened.close)
     else:
         opened.close()
         body = [s for s in plan.body if isinstance(s, bytes)]  # short text; none for HEAD, 304
     # The standard reason phrase ("206 Partial Content"), not Werkzeug's upper case.
-    status = f"{plan.status} {HTTPStatus(plan.status).phrase}"
-    response = Response(body, status, plan.headers, direct_passthrough=True)
-    # If the server closes the response before the generator ever starts, the
-    # generator's own cleanup never runs: close here too (closing is idempotent).
-    response.call_on_close(opened.close)
-    return response
+    status = f"{plan.status} {_PHRASES.get(plan.status) or HTTPStatus(plan.status).phrase}"
+    return Response(body, status, plan.headers, direct_passthrough=True)

@@ -47,7 +47,9 @@ _COMPRESSED = {
 
 
 def guess_type(name: str) -> str:
-    media_type, encoding = _TABLE.guess_type(name, strict=False)
+    # mimetypes takes a URL: a name such as "data:x,y.mp4" would be read as a data: URL
+    # (text/plain). A leading "/" keeps it a path; the extension is all that counts.
+    media_type, encoding = _TABLE.guess_type("/" + name, strict=False)
     if encoding is not None:
         return _COMPRESSED.get(encoding, DEFAULT)
     return media_type or DEFAULT

@@ -31,6 +31,8 @@ TEXT = "text/plain; charset=utf-8"
 
 Headers = tuple[tuple[str, str], ...]
 
+_EARLIEST_HTTP_DATE = -62_135_596_800  # Mon, 01 Jan 0001 00:00:00 GMT
+
 
 @dataclass(frozen=True, slots=True)
 class Conditions:
@@ -57,8 +59,9 @@ class Representation:
         return make_etag(self.size, self.mtime_ns)
 
     def last_modified(self, now: int) -> int:
-        # §8.8.2.1: Last-Modified MUST NOT be later than the message's Date.
-        return min(self.mtime_ns // 1_000_000_000, now)
+        # §8.8.2.1: Last-Modified MUST NOT be later than the message's Date. An HTTP-date
+        # has a 4-digit year (§5.6.7), so an mtime before year 1 is clamped, not an error.
+        return max(_EARLIEST_HTTP_DATE, min(self.mtime_ns // 1_000_000_000, now))
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,12 @@ def _numeral(digits: str) -> int:
     return _HUGE if len(digits) > _MAX_DIGITS else int(digits)
 
 
+def _less(a: str, b: str) -> bool:
+    """``int(a) < int(b)`` for digit strings of any length, without converting them."""
+    a, b = a.lstrip("0"), b.lstrip("0")
+    return (len(a), a) < (len(b), b)
+
+
 def parse_range_header(value: str) -> tuple[RangeSpec, ...] | None:
     """Parse ``bytes=...``; None when the unit is not ``bytes`` or the syntax is invalid.
 
@@ -110,9 +116,9 @@ def parse_range_header(value: str) -> tuple[RangeSpec, ...] | None:
             return None
         first, last = match.groups()
         if first:
-            first_pos, last_pos = _numeral(first), _numeral(last) if last else None
-            if last_pos is not None and last_pos < first_pos:
+            if last and _less(last, first):  # compared before capping huge numerals
                 return None
+            first_pos, last_pos = _numeral(first), _numeral(last) if last else None
             spec = RangeSpec(first_pos, last_pos)
         elif last:
             spec = RangeSpec(None, _numeral(last))
