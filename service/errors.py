@@ -6,10 +6,14 @@ refused symlink, a hidden file and a missing file all read the same.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from urllib.parse import quote
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
+
+# RFC 9110's names where Python's table still has the older ones.
+_PHRASES = {413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
 
 
 class CatalogError(Exception):
@@ -51,8 +55,13 @@ class TruncatedFileError(RuntimeError):
     """The file ended before the planned bytes: abort the connection, never send short."""
 
 
+def status_line(status: int) -> str:
+    """``"206 Partial Content"``: RFC 9110's reason phrase, not Werkzeug's upper case."""
+    return f"{status} {_PHRASES.get(status) or HTTPStatus(status).phrase}"
+
+
 def text_response(status: int, message: str) -> Response:
-    response = Response(message + "\n", status, mimetype="text/plain")
+    response = Response(message + "\n", status_line(status), mimetype="text/plain")
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -68,7 +77,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
-        response = text_response(error.code or 500, f"{error.code} {error.name}")
+        response = text_response(error.code or 500, error.name)
         for name, value in error.get_headers():
             if name.lower() == "allow":
                 # Werkzeug collects the methods in a set: sort them, so that every

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from http import HTTPStatus
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
 from service.catalog import Catalog, OpenFile
+from service.errors import status_line
 from service.listing import folder_document
 from service.sansio import Conditions, Plan, Policy, plan_response
 from service.streaming import iter_body
 
 bp = Blueprint("files", __name__)
 _METHODS = {"methods": ["GET", "HEAD"], "provide_automatic_options": False}
-# RFC 9110's name; Python before 3.13 still says "Requested Range Not Satisfiable".
-_PHRASES = {416: "Range Not Satisfiable"}
 
 
 @bp.route("/files/", defaults={"name": ""}, **_METHODS)
@@ -80,6 +78,4 @@ def _file_response(opened: OpenFile, plan: Plan) -> Response:
     else:
         opened.close()
         body = [s for s in plan.body if isinstance(s, bytes)]  # short text; none for HEAD, 304
-    # The standard reason phrase ("206 Partial Content"), not Werkzeug's upper case.
-    status = f"{plan.status} {_PHRASES.get(plan.status) or HTTPStatus(plan.status).phrase}"
-    return Response(body, status, plan.headers, direct_passthrough=True)
+    return Response(body, status_line(plan.status), plan.headers, direct_passthrough=True)

@@ -50,6 +50,8 @@ def guess_type(name: str) -> str:
     # mimetypes takes a URL: a name such as "data:x,y.mp4" would be read as a data: URL
     # (text/plain). A leading "/" keeps it a path; the extension is all that counts.
     media_type, encoding = _TABLE.guess_type("/" + name, strict=False)
+    if media_type is None and encoding is None:  # "ARCHIVE.GZ": suffixes are case-blind
+        media_type, encoding = _TABLE.guess_type("/" + name.lower(), strict=False)
     if encoding is not None:
         return _COMPRESSED.get(encoding, DEFAULT)
     return media_type or DEFAULT

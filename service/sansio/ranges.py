@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-#: Coalesce parts closer than this; about the per-part overhead of multipart framing
+#: Coalesce parts at most this many bytes apart: about the per-part multipart overhead
 #: (RFC 9110 §15.3.7.2 allows merging ranges whose gap is smaller than that overhead).
 COALESCE_GAP = 80
 

@@ -163,7 +163,7 @@ def test_an_outside_symlink_is_served_only_when_the_setting_allows_it(
 
 def test_an_unknown_route_is_a_short_plain_404(client: FlaskClient) -> None:
     for path in ("/", "/nothing", "/files//a.txt", "/healthz/extra"):
-        assert_short_text(fetch(client, path), 404, b"404 Not Found\n")
+        assert_short_text(fetch(client, path), 404, b"Not Found\n")
 
 
 def test_error_bodies_never_echo_the_request_path(client: FlaskClient) -> None:
@@ -265,7 +265,7 @@ def test_a_refused_method_is_a_short_405_listing_get_and_head(
     client: FlaskClient, method: str
 ) -> None:
     response = fetch(client, "/files/a.txt", method)
-    assert_short_text(response, 405, b"405 Method Not Allowed\n")
+    assert_short_text(response, 405, b"Method Not Allowed\n")
     assert response.headers["Allow"] == "GET, HEAD"
 
 
@@ -285,7 +285,7 @@ def test_an_unexpected_error_is_a_short_500_without_details(
 
     monkeypatch.setattr(Catalog, "open_file", explode)
     response = fetch(client, "/files/a.txt")
-    assert_short_text(response, 500, b"500 Internal Server Error\n")
+    assert_short_text(response, 500, b"Internal Server Error\n")
     assert b"secret" not in response.data
     assert b"boom" not in response.data
 

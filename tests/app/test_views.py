@@ -461,7 +461,7 @@ def test_other_methods_are_405_allowing_get_and_head(
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET, HEAD"
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert response.data == b"405 Method Not Allowed\n"
+    assert response.data == b"Method Not Allowed\n"
 
 
 # --- settings that shape the answer ------------------------------------------------------
