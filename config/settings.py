@@ -37,6 +37,8 @@ class Settings:
     graceful_timeout: int = 30
     keepalive: int = 5
     chunk_size: int = 256 * 1024
+    sendfile: bool = True
+    yield_interval: int = 1024 * 1024
     max_ranges: int = 16
     cache_control: str = "no-cache"
     inline: bool = False
@@ -128,6 +130,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "graceful_timeout": _integer(0, 86_400),
     "keepalive": _integer(0, 3600),
     "chunk_size": _integer(4096, 16 * 1024 * 1024),
+    "sendfile": _boolean,
+    "yield_interval": _integer(4096, 1024 * 1024 * 1024),
     "max_ranges": _integer(1, 1000),
     "cache_control": _header_value,
     "inline": _boolean,

@@ -1,47 +1,160 @@
 """Streaming: executes a plan's body layout over an open file. I/O only, no HTTP logic.
 
-Reads with ``os.pread`` (no shared seek state) in ``chunk_size`` pieces, never past the
-planned spans, so a file that grows is still sent exactly as planned. A file that comes
-up short raises :class:`TruncatedFileError`: the server then aborts the connection
-instead of leaving a short body on a keep-alive connection. The descriptor is closed
-when the body ends, fails, or the client goes away (``GeneratorExit``).
+Two ways to move the bytes, chosen in one place (:func:`zero_copy_socket`):
+
+- *copy*: ``os.pread`` in ``chunk_size`` pieces yielded to the WSGI server; works
+  under any server.
+- *zero-copy*: under gunicorn on a plain-HTTP/1.x socket, the generator yields a small
+  first piece (so the server sends the header section with it), then writes the rest
+  itself with ``os.sendfile`` on the non-blocking client socket, waiting cooperatively
+  on ``EAGAIN``. gevent's own ``socket.sendfile`` is a read-and-send loop, so gunicorn's
+  ``wsgi.file_wrapper`` path never reaches the kernel's sendfile.
+
+Both never read past the planned spans (a growing file is sent exactly as planned), both
+yield to the event loop every ``yield_interval`` bytes (a fast client must not starve
+the worker), and a file that comes up short raises :class:`TruncatedFileError` so the
+server aborts the connection instead of leaving a short body on a keep-alive connection.
+The descriptor is closed when the body ends, fails, or the client goes away.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from service.catalog import OpenFile
 from service.errors import TruncatedFileError
 from service.sansio import Span
 from service.sansio.multipart import Segment
 
+#: Bytes sent through the server before switching to sendfile: enough to carry the
+#: header section out (PEP 3333 servers send headers with the first non-empty bytes).
+PRIMER = 16 * 1024
+#: Most bytes asked of one sendfile call; the socket buffer bounds what it really sends.
+SENDFILE_STEP = 8 * 1024 * 1024
 
-def iter_body(file: OpenFile, body: Sequence[Segment], chunk_size: int) -> Iterator[bytes]:
-    """Yield the body's bytes; closes ``file`` in every case."""
+
+def zero_copy_socket(environ: Mapping[str, Any], enabled: bool) -> socket.socket | None:
+    """The client socket, when this response may bypass the server with ``sendfile``.
+
+    Only gunicorn hands it out, and only a plain TCP socket speaking HTTP/1.x carries our
+    bytes unchanged: TLS in gunicorn and HTTP/2 framing would be corrupted.
+    """
+    sock = environ.get("gunicorn.socket")
+    if not enabled or not isinstance(sock, socket.socket):
+        return None
+    if hasattr(sock, "getpeercert") or sock.type != socket.SOCK_STREAM:
+        return None  # an SSL socket, or not TCP
+    if environ.get("SERVER_PROTOCOL") not in ("HTTP/1.0", "HTTP/1.1"):
+        return None
+    return sock
+
+
+def iter_body(
+    file: OpenFile,
+    body: Sequence[Segment],
+    chunk_size: int,
+    yield_interval: int = 1024 * 1024,
+    sock: socket.socket | None = None,
+) -> Iterator[bytes]:
+    """Yield (or, given ``sock``, send) the body's bytes; closes ``file`` in every case."""
     try:
-        for segment in body:
-            if isinstance(segment, Span):
-                yield from _iter_span(file, segment, chunk_size)
-            else:
-                yield segment
+        if sock is None:
+            for segment in body:
+                yield from _copy(file, segment, chunk_size, yield_interval)
+        else:
+            yield from _zero_copy(file, body, sock, yield_interval)
     finally:
         file.close()
 
 
-def _iter_span(file: OpenFile, span: Span, chunk_size: int) -> Iterator[bytes]:
-    fd = file.fd
-    if fd is None:
-        raise ValueError("the file is already closed")
-    offset = span.start
-    while offset < span.stop:
-        data = os.pread(fd, min(chunk_size, span.stop - offset), offset)
+def _copy(
+    file: OpenFile, segment: Segment, chunk_size: int, yield_interval: int
+) -> Iterator[bytes]:
+    if not isinstance(segment, Span):
+        yield segment
+        return
+    fd = _fd(file)
+    offset, unyielded = segment.start, 0
+    while offset < segment.stop:
+        data = os.pread(fd, min(chunk_size, segment.stop - offset), offset)
         if not data:
-            raise TruncatedFileError(f"file ended at byte {offset}, {span.stop - offset} short")
+            raise TruncatedFileError(f"file ended at byte {offset}, {segment.stop - offset} short")
         offset += len(data)
         yield data
-        # Under gevent's monkey-patching this yields to the hub: a fast client that never
-        # blocks on its socket would otherwise starve every other request on the worker.
-        time.sleep(0)
+        unyielded += len(data)
+        if unyielded >= yield_interval:
+            unyielded = 0
+            _cooperate()
+
+
+def _zero_copy(
+    file: OpenFile, body: Sequence[Segment], sock: socket.socket, yield_interval: int
+) -> Iterator[bytes]:
+    first, rest = _split_primer(body)
+    yield from _copy(file, first, PRIMER, yield_interval)
+    # The header section and the primer are on the wire: the rest bypasses the server.
+    try:
+        for segment in rest:
+            if isinstance(segment, Span):
+                _sendfile(sock, _fd(file), segment, yield_interval)
+            else:
+                sock.sendall(segment)
+    except (ConnectionError, TimeoutError):
+        # The client left or stalled past the socket's timeout. The server does not
+        # know what we sent, so end the connection here: it then reads EOF and closes.
+        _shut_down(sock)
+
+
+def _split_primer(body: Sequence[Segment]) -> tuple[Segment, list[Segment]]:
+    first, *rest = body
+    if isinstance(first, Span) and first.length > PRIMER:
+        split = first.start + PRIMER
+        return Span(first.start, split), [Span(split, first.stop), *rest]
+    return first, rest
+
+
+def _sendfile(sock: socket.socket, fd: int, span: Span, yield_interval: int) -> None:
+    out = sock.fileno()
+    offset, unyielded = span.start, 0
+    while offset < span.stop:
+        try:
+            sent = os.sendfile(out, fd, offset, min(span.stop - offset, SENDFILE_STEP))
+        except BlockingIOError:
+            _wait_writable(out, sock.gettimeout())
+            continue
+        if sent == 0:
+            raise TruncatedFileError(f"file ended at byte {offset}, {span.stop - offset} short")
+        offset += sent
+        unyielded += sent
+        if unyielded >= yield_interval:
+            unyielded = 0
+            _cooperate()
+
+
+def _wait_writable(fileno: int, timeout: float | None) -> None:
+    """Park this greenlet until the socket drains (a blocking socket never gets here)."""
+    from gevent.socket import wait_write
+
+    wait_write(fileno, timeout=timeout, timeout_exc=TimeoutError("send timed out"))
+
+
+def _cooperate() -> None:
+    # Under gevent's monkey-patching this yields to the hub: other greenlets run.
+    time.sleep(0)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _fd(file: OpenFile) -> int:
+    if file.fd is None:
+        raise ValueError("the file is already closed")
+    return file.fd

@@ -17,7 +17,7 @@ from service.catalog import Catalog, OpenFile
 from service.errors import status_line
 from service.listing import folder_document
 from service.sansio import Conditions, Plan, Policy, plan_response
-from service.streaming import iter_body
+from service.streaming import iter_body, zero_copy_socket
 
 bp = Blueprint("files", __name__)
 _METHODS = {"methods": ["GET", "HEAD"], "provide_automatic_options": False}
@@ -68,12 +68,14 @@ def _file_response(opened: OpenFile, plan: Plan) -> Response:
     """Stream the planned body; a plan without file bytes closes the file at once."""
     body: Iterable[bytes]
     if plan.reads_file:
-        chunk_size = current_app.extensions["settings"].chunk_size
+        settings: Settings = current_app.extensions["settings"]
+        sock = zero_copy_socket(request.environ, settings.sendfile)
+        chunks = iter_body(opened, plan.body, settings.chunk_size, settings.yield_interval, sock)
         # If the server closes the body before the generator ever starts, the generator's
         # own cleanup never runs: close the file then too (closing is idempotent). This
         # must wrap the body itself: with direct_passthrough Werkzeug hands the server
         # ``response.response`` as it is, so ``call_on_close`` callbacks would never run.
-        stream = stream_with_context(iter_body(opened, plan.body, chunk_size))
+        stream = stream_with_context(chunks)
         body = ClosingIterator(stream, opened.close)
     else:
         opened.close()

@@ -16,6 +16,16 @@ settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+#: The two ways the service moves bytes; every real-server test runs against both.
+DELIVERIES = {"sendfile": {"DL_SENDFILE": "1"}, "copy": {"DL_SENDFILE": "0"}}
+
+
+@pytest.fixture(scope="session", params=sorted(DELIVERIES))
+def delivery(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Server environment selecting the delivery path (zero-copy sendfile or pread copy)."""
+    return DELIVERIES[request.param]
+
+
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"
@@ -24,13 +34,13 @@ def data_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[object]:
+def start_server(tmp_path: Path, delivery: dict[str, str]) -> Iterator[object]:
     """Factory: ``start_server(data_root, **env)`` -> a running GunicornServer."""
     servers: list[GunicornServer] = []
 
     def start(root: Path, **env: str) -> GunicornServer:
         log = tmp_path / f"gunicorn-{len(servers)}.log"
-        server = GunicornServer(root, log, env)
+        server = GunicornServer(root, log, {**delivery, **env})
         servers.append(server)
         return server.start()
 

@@ -32,16 +32,19 @@ def _write_random_file(path: Path, size: int) -> str:
 
 
 @pytest.fixture(scope="session")
-def client_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientServer]:
+def client_server(
+    tmp_path_factory: pytest.TempPathFactory, delivery: dict[str, str]
+) -> Iterator[ClientServer]:
     base = tmp_path_factory.mktemp("clients")
     root = base / "data"
     root.mkdir()
     source = base / "big.bin"
     digest = _write_random_file(source, BIG_FILE_SIZE)
-    server = GunicornServer(root, base / "gunicorn.log", gunicorn_env())
+    server = GunicornServer(root, base / "gunicorn.log", {**delivery, **gunicorn_env()})
     server.start()
     try:
-        yield ClientServer(server, root, source, BIG_FILE_SIZE, digest)
+        zero_copy = delivery["DL_SENDFILE"] == "1"
+        yield ClientServer(server, root, source, BIG_FILE_SIZE, digest, zero_copy)
     finally:
         server.stop()
         # Hundreds of MB per link target; pytest keeps the last few runs' tmp dirs.

@@ -14,14 +14,14 @@ ServerFactory = Callable[..., GunicornServer]
 
 @pytest.fixture(scope="module")
 def module_server_factory(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, delivery: dict[str, str]
 ) -> Iterator[ServerFactory]:
     """``start(root, **env)`` -> a GunicornServer that lives for the whole module."""
     servers: list[GunicornServer] = []
     logs = tmp_path_factory.mktemp("logs")
 
     def start(root: Path, **env: str) -> GunicornServer:
-        server = GunicornServer(root, logs / f"gunicorn-{len(servers)}.log", env)
+        server = GunicornServer(root, logs / f"gunicorn-{len(servers)}.log", {**delivery, **env})
         servers.append(server)
         return server.start()
 

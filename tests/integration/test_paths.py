@@ -114,7 +114,8 @@ def permissive(tree: Tree, module_server_factory: ServerFactory) -> Iterator[Sit
 
 
 @pytest.fixture(params=["strict", "permissive"])
-def any_site(request: pytest.FixtureRequest) -> Site:
+def any_site(request: pytest.FixtureRequest, delivery: dict[str, str]) -> Site:
+    # ``delivery`` is named so the servers' parametrisation is known before the lookup.
     return request.getfixturevalue(request.param)
 
 

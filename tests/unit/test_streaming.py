@@ -125,14 +125,14 @@ def test_framing_bytes_are_yielded_as_they_are(opened: OpenFile) -> None:
     assert list(iter_body(opened, body, 4096)) == [b"head", CONTENT[:3], b"", b"tail"]
 
 
-def test_each_chunk_yields_to_the_event_loop(
+def test_the_stream_yields_to_the_event_loop_every_yield_interval(
     opened: OpenFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sleeps: list[float] = []
     monkeypatch.setattr("service.streaming.time.sleep", sleeps.append)
-    chunks = list(iter_body(opened, [Span(0, SIZE)], 1000))
+    chunks = list(iter_body(opened, [Span(0, SIZE)], 1000, yield_interval=3000))
     assert len(chunks) == 10
-    assert sleeps == [0] * 10
+    assert sleeps == [0] * 3  # after 3000, 6000 and 9000 bytes
 
 
 def test_reads_use_pread_and_leave_the_file_offset_alone(opened: OpenFile) -> None:

@@ -1,0 +1,161 @@
+"""The zero-copy path of service.streaming: sendfile onto the client socket.
+
+Runs against a real socket pair (a reader thread drains the far end), so the kernel's
+sendfile really carries the bytes; the choice of path is tested on WSGI environs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.catalog import OpenFile
+from service.errors import TruncatedFileError
+from service.sansio import Span
+from service.sansio.multipart import layout
+from service.streaming import PRIMER, iter_body, zero_copy_socket
+
+SIZE = 3 * 1024 * 1024 + 17
+CONTENT = os.urandom(SIZE)
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    path = tmp_path / "big.bin"
+    path.write_bytes(CONTENT)
+    return path
+
+
+def open_file(path: Path) -> OpenFile:
+    fd = os.open(path, os.O_RDONLY)
+    return OpenFile(fd, path.name, os.fstat(fd))
+
+
+class Drain:
+    """Reads everything the far end of a socket pair receives, in a thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.received = bytearray()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while data := self.sock.recv(1 << 20):
+            self.received += data
+
+    def result(self) -> bytes:
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+        return bytes(self.received)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    near, far = socket.socketpair()
+    yield near, far
+    near.close()
+    far.close()
+
+
+def deliver(file: OpenFile, body: list, near: socket.socket, far: socket.socket) -> bytes:
+    """What a server would put on the wire: the yielded bytes, then what sendfile sent."""
+    drain = Drain(far)
+    for chunk in iter_body(file, body, 256 * 1024, 1024 * 1024, near):
+        near.sendall(chunk)  # as the WSGI server writes what the generator yields
+    near.shutdown(socket.SHUT_WR)
+    return drain.result()
+
+
+def test_whole_file_yields_only_the_primer_and_sendfiles_the_rest(big_file: Path, pair) -> None:
+    near, far = pair
+    file = open_file(big_file)
+    drain = Drain(far)
+    yielded = b"".join(
+        chunk for chunk in iter_body(file, [Span(0, SIZE)], 256 * 1024, 1 << 20, near)
+    )
+    near.shutdown(socket.SHUT_WR)
+    assert yielded == CONTENT[:PRIMER]
+    assert drain.result() == CONTENT[PRIMER:]
+    assert file.fd is None
+
+
+def test_ranges_and_multipart_bodies_arrive_exactly(big_file: Path, pair) -> None:
+    near, far = pair
+    spans = [Span(5, 70_000), Span(2_000_000, SIZE), Span(100_000, 100_001)]
+    body = list(layout("b0undary", "application/octet-stream", spans, SIZE))
+    expected = b"".join(CONTENT[s.start : s.stop] if isinstance(s, Span) else s for s in body)
+    assert deliver(open_file(big_file), body, near, far) == expected
+
+
+def test_a_small_body_never_reaches_sendfile(big_file: Path, pair, monkeypatch) -> None:
+    near, far = pair
+    monkeypatch.setattr(os, "sendfile", lambda *args: pytest.fail("sendfile called"))
+    assert (
+        deliver(open_file(big_file), [Span(10, 10 + PRIMER)], near, far)
+        == CONTENT[10 : 10 + PRIMER]
+    )
+
+
+def test_a_file_truncated_mid_transfer_raises(big_file: Path, pair) -> None:
+    near, far = pair
+    file = open_file(big_file)
+    drain = Drain(far)
+    chunks = iter_body(file, [Span(0, SIZE)], 256 * 1024, 1 << 20, near)
+    assert next(chunks) == CONTENT[:PRIMER]
+    os.truncate(big_file, PRIMER + 1000)
+    with pytest.raises(TruncatedFileError):
+        next(chunks)
+    near.shutdown(socket.SHUT_WR)
+    assert drain.result() == CONTENT[PRIMER : PRIMER + 1000]
+    assert file.fd is None
+
+
+def test_a_client_that_left_ends_the_connection_quietly(big_file: Path, pair) -> None:
+    near, far = pair
+    file = open_file(big_file)
+    chunks = iter_body(file, [Span(0, SIZE)], 256 * 1024, 1 << 20, near)
+    next(chunks)
+    far.close()
+    assert list(chunks) == []  # no exception reaches the server: it would log a traceback
+    assert file.fd is None
+    with pytest.raises(BrokenPipeError):
+        near.sendall(b"x" * 1_000_000)  # shut down: the server cannot reuse it
+
+
+def test_a_stalled_client_times_out_on_a_nonblocking_socket(big_file: Path, pair) -> None:
+    near, _far = pair
+    near.settimeout(0.2)  # non-blocking underneath, as gevent keeps client sockets
+    file = open_file(big_file)
+    chunks = iter_body(file, [Span(0, SIZE)], 256 * 1024, 1 << 20, near)
+    next(chunks)
+    assert list(chunks) == []  # the far end never reads: EAGAIN, wait, time out
+    assert file.fd is None
+
+
+def environ(sock: object, protocol: str = "HTTP/1.1") -> dict[str, object]:
+    return {"gunicorn.socket": sock, "SERVER_PROTOCOL": protocol}
+
+
+def test_zero_copy_is_chosen_for_gunicorns_plain_tcp_socket() -> None:
+    with socket.socket() as sock:
+        assert zero_copy_socket(environ(sock), enabled=True) is sock
+        assert zero_copy_socket(environ(sock, "HTTP/1.0"), enabled=True) is sock
+
+
+def test_zero_copy_is_not_chosen_when_unsafe_or_off() -> None:
+    class TLSSocket(socket.socket):
+        def getpeercert(self) -> None:
+            return None
+
+    with socket.socket() as sock, TLSSocket() as tls:
+        assert zero_copy_socket(environ(sock), enabled=False) is None
+        assert zero_copy_socket(environ(sock, "HTTP/2"), enabled=True) is None
+        assert zero_copy_socket(environ(tls), enabled=True) is None
+        assert zero_copy_socket({"SERVER_PROTOCOL": "HTTP/1.1"}, enabled=True) is None
+        assert zero_copy_socket(environ(object()), enabled=True) is None
