@@ -39,6 +39,7 @@ class Settings:
     chunk_size: int = 256 * 1024
     sendfile: bool = True
     yield_interval: int = 1024 * 1024
+    send_timeout: int = 60
     max_ranges: int = 16
     cache_control: str = "no-cache"
     inline: bool = False
@@ -132,6 +133,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "chunk_size": _integer(4096, 16 * 1024 * 1024),
     "sendfile": _boolean,
     "yield_interval": _integer(4096, 1024 * 1024 * 1024),
+    "send_timeout": _integer(0, 86_400),
     "max_ranges": _integer(1, 1000),
     "cache_control": _header_value,
     "inline": _boolean,

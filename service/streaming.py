@@ -53,6 +53,14 @@ def zero_copy_socket(environ: Mapping[str, Any], enabled: bool) -> socket.socket
     return sock
 
 
+def limit_send_time(environ: Mapping[str, Any], seconds: int) -> None:
+    """Drop a client that accepts no bytes for ``seconds`` (0: never), like nginx's
+    ``send_timeout``: a stalled reader would otherwise hold its descriptor forever."""
+    sock = environ.get("gunicorn.socket")
+    if seconds and isinstance(sock, socket.socket):
+        sock.settimeout(seconds)
+
+
 def iter_body(
     file: OpenFile,
     body: Sequence[Segment],

@@ -17,7 +17,7 @@ from service.catalog import Catalog, OpenFile
 from service.errors import status_line
 from service.listing import folder_document
 from service.sansio import Conditions, Plan, Policy, plan_response
-from service.streaming import iter_body, zero_copy_socket
+from service.streaming import iter_body, limit_send_time, zero_copy_socket
 
 bp = Blueprint("files", __name__)
 _METHODS = {"methods": ["GET", "HEAD"], "provide_automatic_options": False}
@@ -69,6 +69,7 @@ def _file_response(opened: OpenFile, plan: Plan) -> Response:
     body: Iterable[bytes]
     if plan.reads_file:
         settings: Settings = current_app.extensions["settings"]
+        limit_send_time(request.environ, settings.send_timeout)
         sock = zero_copy_socket(request.environ, settings.sendfile)
         chunks = iter_body(opened, plan.body, settings.chunk_size, settings.yield_interval, sock)
         # If the server closes the body before the generator ever starts, the generator's
