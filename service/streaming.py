@@ -14,7 +14,9 @@ Both never read past the planned spans (a growing file is sent exactly as planne
 yield to the event loop every ``yield_interval`` bytes (a fast client must not starve
 the worker), and a file that comes up short raises :class:`TruncatedFileError` so the
 server aborts the connection instead of leaving a short body on a keep-alive connection.
-The descriptor is closed when the body ends, fails, or the client goes away.
+The descriptor is closed when the body ends, fails, or the client goes away. Pages
+not yet in the page cache are read in a thread (:mod:`service.diskio`), so a cold file
+never freezes the event loop.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from service import diskio
 from service.catalog import OpenFile
 from service.errors import TruncatedFileError
 from service.sansio import Span
@@ -88,7 +91,7 @@ def _copy(
     fd = _fd(file)
     offset, unyielded = segment.start, 0
     while offset < segment.stop:
-        data = os.pread(fd, min(chunk_size, segment.stop - offset), offset)
+        data = diskio.read(fd, min(chunk_size, segment.stop - offset), offset)
         if not data:
             raise TruncatedFileError(f"file ended at byte {offset}, {segment.stop - offset} short")
         offset += len(data)
@@ -129,8 +132,10 @@ def _sendfile(sock: socket.socket, fd: int, span: Span, yield_interval: int) -> 
     out = sock.fileno()
     offset, unyielded = span.start, 0
     while offset < span.stop:
+        step = min(span.stop - offset, SENDFILE_STEP)
+        diskio.ensure_cached(fd, offset, step)
         try:
-            sent = os.sendfile(out, fd, offset, min(span.stop - offset, SENDFILE_STEP))
+            sent = os.sendfile(out, fd, offset, step)
         except BlockingIOError:
             _wait_writable(out, sock.gettimeout())
             continue
