@@ -40,6 +40,8 @@ class Settings:
     sendfile: bool = True
     yield_interval: int = 1024 * 1024
     send_timeout: int = 60
+    rate_limit: int = 0
+    rate_limit_after: int = 0
     max_ranges: int = 16
     cache_control: str = "no-cache"
     inline: bool = False
@@ -76,6 +78,25 @@ def _integer(low: int, high: int) -> Callable[[str, str], int]:
                 f"{variable}: a {len(digits)}-digit number is outside {low}..{high}"
             )
         value = int(digits)
+        if not low <= value <= high:
+            raise SettingsError(f"{variable}: {value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+_SIZE = re.compile(r"([0-9]{1,19})([kmg]?)", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(low: int, high: int) -> Callable[[str, str], int]:
+    """Bytes, with an optional k, m or g suffix (powers of 1024), as nginx writes sizes."""
+
+    def parse(variable: str, raw: str) -> int:
+        match = _SIZE.fullmatch(raw)
+        if match is None:
+            raise SettingsError(f"{variable}: expected bytes such as 500k or 2m, got {raw!r}")
+        value = int(match.group(1)) * _UNITS[match.group(2).lower()]
         if not low <= value <= high:
             raise SettingsError(f"{variable}: {value} is outside {low}..{high}")
         return value
@@ -134,6 +155,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "sendfile": _boolean,
     "yield_interval": _integer(4096, 1024 * 1024 * 1024),
     "send_timeout": _integer(0, 86_400),
+    "rate_limit": _size(0, 2**40),
+    "rate_limit_after": _size(0, 2**60),
     "max_ranges": _integer(1, 1000),
     "cache_control": _header_value,
     "inline": _boolean,

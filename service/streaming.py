@@ -32,6 +32,7 @@ from service.catalog import OpenFile
 from service.errors import TruncatedFileError
 from service.sansio import Span
 from service.sansio.multipart import Segment
+from service.sansio.pacing import RateLimit
 
 #: Bytes sent through the server before switching to sendfile: enough to carry the
 #: header section out (PEP 3333 servers send headers with the first non-empty bytes).
@@ -64,56 +65,84 @@ def limit_send_time(environ: Mapping[str, Any], seconds: int) -> None:
         sock.settimeout(seconds)
 
 
+class Throttle:
+    """Paces one response: a yield to the event loop every ``yield_interval`` bytes, and
+    past the free burst at most the rate of ``limit``. Both paths report what they sent."""
+
+    def __init__(self, yield_interval: int, limit: RateLimit | None = None) -> None:
+        self.yield_interval = yield_interval
+        self.limit = limit
+        self.sent = 0
+        self._unyielded = 0
+        self._start = time.monotonic()
+
+    def allowance(self, wanted: int) -> int:
+        """How many of ``wanted`` bytes may go out in one step."""
+        return wanted if self.limit is None else min(wanted, self.limit.step(self.sent))
+
+    def account(self, count: int) -> None:
+        """Record ``count`` bytes sent; sleep (cooperatively) as the limits require."""
+        self.sent += count
+        self._unyielded += count
+        pause = 0.0
+        if self.limit is not None:
+            pause = self.limit.delay(self.sent, time.monotonic() - self._start)
+        if pause > 0 or self._unyielded >= self.yield_interval:
+            self._unyielded = 0
+            # Under gevent's monkey-patching this yields to the hub: others run.
+            time.sleep(pause)
+
+
 def iter_body(
     file: OpenFile,
     body: Sequence[Segment],
     chunk_size: int,
     yield_interval: int = 1024 * 1024,
     sock: socket.socket | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> Iterator[bytes]:
     """Yield (or, given ``sock``, send) the body's bytes; closes ``file`` in every case."""
     try:
+        throttle = Throttle(yield_interval, rate_limit)
         if sock is None:
             for segment in body:
-                yield from _copy(file, segment, chunk_size, yield_interval)
+                yield from _copy(file, segment, chunk_size, throttle)
         else:
-            yield from _zero_copy(file, body, sock, yield_interval)
+            yield from _zero_copy(file, body, sock, throttle)
     finally:
         file.close()
 
 
-def _copy(
-    file: OpenFile, segment: Segment, chunk_size: int, yield_interval: int
-) -> Iterator[bytes]:
+def _copy(file: OpenFile, segment: Segment, chunk_size: int, throttle: Throttle) -> Iterator[bytes]:
     if not isinstance(segment, Span):
         yield segment
+        throttle.account(len(segment))
         return
     fd = _fd(file)
-    offset, unyielded = segment.start, 0
+    offset = segment.start
     while offset < segment.stop:
-        data = diskio.read(fd, min(chunk_size, segment.stop - offset), offset)
+        wanted = throttle.allowance(min(chunk_size, segment.stop - offset))
+        data = diskio.read(fd, wanted, offset)
         if not data:
             raise TruncatedFileError(f"file ended at byte {offset}, {segment.stop - offset} short")
         offset += len(data)
         yield data
-        unyielded += len(data)
-        if unyielded >= yield_interval:
-            unyielded = 0
-            _cooperate()
+        throttle.account(len(data))
 
 
 def _zero_copy(
-    file: OpenFile, body: Sequence[Segment], sock: socket.socket, yield_interval: int
+    file: OpenFile, body: Sequence[Segment], sock: socket.socket, throttle: Throttle
 ) -> Iterator[bytes]:
     first, rest = _split_primer(body)
-    yield from _copy(file, first, PRIMER, yield_interval)
+    yield from _copy(file, first, PRIMER, throttle)
     # The header section and the primer are on the wire: the rest bypasses the server.
     try:
         for segment in rest:
             if isinstance(segment, Span):
-                _sendfile(sock, _fd(file), segment, yield_interval)
+                _sendfile(sock, _fd(file), segment, throttle)
             else:
                 sock.sendall(segment)
+                throttle.account(len(segment))
     except (ConnectionError, TimeoutError):
         # The client left or stalled past the socket's timeout. The server does not
         # know what we sent, so end the connection here: it then reads EOF and closes.
@@ -128,11 +157,11 @@ def _split_primer(body: Sequence[Segment]) -> tuple[Segment, list[Segment]]:
     return first, rest
 
 
-def _sendfile(sock: socket.socket, fd: int, span: Span, yield_interval: int) -> None:
+def _sendfile(sock: socket.socket, fd: int, span: Span, throttle: Throttle) -> None:
     out = sock.fileno()
-    offset, unyielded = span.start, 0
+    offset = span.start
     while offset < span.stop:
-        step = min(span.stop - offset, SENDFILE_STEP)
+        step = throttle.allowance(min(span.stop - offset, SENDFILE_STEP))
         diskio.ensure_cached(fd, offset, step)
         try:
             sent = os.sendfile(out, fd, offset, step)
@@ -142,10 +171,7 @@ def _sendfile(sock: socket.socket, fd: int, span: Span, yield_interval: int) -> 
         if sent == 0:
             raise TruncatedFileError(f"file ended at byte {offset}, {span.stop - offset} short")
         offset += sent
-        unyielded += sent
-        if unyielded >= yield_interval:
-            unyielded = 0
-            _cooperate()
+        throttle.account(sent)
 
 
 def _wait_writable(fileno: int, timeout: float | None) -> None:
@@ -153,11 +179,6 @@ def _wait_writable(fileno: int, timeout: float | None) -> None:
     from gevent.socket import wait_write
 
     wait_write(fileno, timeout=timeout, timeout_exc=TimeoutError("send timed out"))
-
-
-def _cooperate() -> None:
-    # Under gevent's monkey-patching this yields to the hub: other greenlets run.
-    time.sleep(0)
 
 
 def _shut_down(sock: socket.socket) -> None:

@@ -17,6 +17,7 @@ from service.catalog import Catalog, OpenFile
 from service.errors import status_line
 from service.listing import folder_document
 from service.sansio import Conditions, Plan, Policy, plan_response
+from service.sansio.pacing import RateLimit
 from service.streaming import iter_body, limit_send_time, zero_copy_socket
 
 bp = Blueprint("files", __name__)
@@ -64,6 +65,13 @@ def _policy() -> Policy:
     return Policy(settings.max_ranges, settings.cache_control, inline)
 
 
+def _rate_limit() -> RateLimit | None:
+    settings: Settings = current_app.extensions["settings"]
+    if not settings.rate_limit:
+        return None
+    return RateLimit(settings.rate_limit, settings.rate_limit_after)
+
+
 def _file_response(opened: OpenFile, plan: Plan) -> Response:
     """Stream the planned body; a plan without file bytes closes the file at once."""
     body: Iterable[bytes]
@@ -71,7 +79,9 @@ def _file_response(opened: OpenFile, plan: Plan) -> Response:
         settings: Settings = current_app.extensions["settings"]
         limit_send_time(request.environ, settings.send_timeout)
         sock = zero_copy_socket(request.environ, settings.sendfile)
-        chunks = iter_body(opened, plan.body, settings.chunk_size, settings.yield_interval, sock)
+        chunks = iter_body(
+            opened, plan.body, settings.chunk_size, settings.yield_interval, sock, _rate_limit()
+        )
         # If the server closes the body before the generator ever starts, the generator's
         # own cleanup never runs: close the file then too (closing is idempotent). This
         # must wrap the body itself: with direct_passthrough Werkzeug hands the server
