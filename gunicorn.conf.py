@@ -7,8 +7,11 @@ once with a message naming the variable.
 from __future__ import annotations
 
 from config import Settings
+from service import admission
 
 _settings = Settings.from_env()
+# Made here, in the master, so that every forked worker counts in the same table.
+admission.share_across_workers()
 
 wsgi_app = "service:create_app()"
 bind = [_settings.bind]

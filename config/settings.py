@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +19,10 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _BIND = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})|unix:/.+")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+_SIGNING_KEY = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces (commas split)
+MIN_SIGNING_KEY_LENGTH = 32
+MAX_SIGNING_KEY_LENGTH = 1024
+MAX_SIGNING_KEYS = 16
 
 
 class SettingsError(ValueError):
@@ -42,12 +46,17 @@ class Settings:
     send_timeout: int = 60
     rate_limit: int = 0
     rate_limit_after: int = 0
+    max_downloads_per_client: int = 0
     max_ranges: int = 16
     cache_control: str = "no-cache"
     inline: bool = False
     serve_hidden: bool = False
     allow_outside_symlinks: bool = False
     log_level: str = "info"
+    # Signed links: off while no key is set. Kept out of repr, so keys never reach a log.
+    signing_key: tuple[str, ...] = field(default=(), repr=False)
+    signing_bind_client: bool = False
+    signed_link_ttl: int = 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +152,40 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
     return parse
 
 
+def _signing_keys(variable: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated keys, the first signing. Errors say which key, never what it is."""
+    if not raw:
+        raise SettingsError(f"{variable}: is empty; unset it to turn signing off")
+    keys = tuple(key.strip() for key in raw.split(","))
+    if len(keys) > MAX_SIGNING_KEYS:
+        raise SettingsError(f"{variable}: {len(keys)} keys; at most {MAX_SIGNING_KEYS}")
+    for number, key in enumerate(keys, 1):
+        where = f"{variable}: key {number} of {len(keys)}"
+        if not key:
+            raise SettingsError(f"{where} is empty (keys are separated by commas)")
+        if not _SIGNING_KEY.fullmatch(key):
+            raise SettingsError(f"{where} has characters other than printable ASCII")
+        if not MIN_SIGNING_KEY_LENGTH <= len(key) <= MAX_SIGNING_KEY_LENGTH:
+            raise SettingsError(
+                f"{where} has {len(key)} characters; expected {MIN_SIGNING_KEY_LENGTH}.."
+                f"{MAX_SIGNING_KEY_LENGTH} (e.g. python -c "
+                "'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if key in keys[: number - 1]:
+            raise SettingsError(f"{where} repeats key {keys.index(key) + 1}")
+    return keys
+
+
+def read_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting from its ``DL_*`` variable, else its default, without reading the others
+    (for tools such as ``python -m service.sign`` that need no data root)."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("DL_" + name.upper())
+    if raw is None:
+        return next(spec.default for spec in fields(Settings) if spec.name == name)
+    return _PARSERS[name]("DL_" + name.upper(), raw.strip())
+
+
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "data_root": _path,
     "bind": _bind,
@@ -157,10 +200,14 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "send_timeout": _integer(0, 86_400),
     "rate_limit": _size(0, 2**40),
     "rate_limit_after": _size(0, 2**60),
+    "max_downloads_per_client": _integer(0, 100_000),
     "max_ranges": _integer(1, 1000),
     "cache_control": _header_value,
     "inline": _boolean,
     "serve_hidden": _boolean,
     "allow_outside_symlinks": _boolean,
     "log_level": _choice("debug", "info", "warning", "error", "critical"),
+    "signing_key": _signing_keys,
+    "signing_bind_client": _boolean,
+    "signed_link_ttl": _integer(1, 10 * 366 * 86_400),
 }

@@ -7,20 +7,18 @@ Plan -> Response. Every HTTP decision is made in :mod:`service.sansio`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
-from werkzeug.wsgi import ClosingIterator
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from config import Settings
-from service.catalog import Catalog, OpenFile
-from service.errors import status_line
+from service.catalog import Catalog
+from service.links import entry_signer, require_signature
 from service.listing import folder_document
-from service.sansio import Conditions, Plan, Policy, plan_response
-from service.sansio.pacing import RateLimit
-from service.streaming import iter_body, limit_send_time, zero_copy_socket
+from service.responses import file_response
+from service.sansio import Conditions, Policy, plan_response
 
 bp = Blueprint("files", __name__)
+bp.before_request(require_signature)  # signed links: checked before the catalog is asked
 _METHODS = {"methods": ["GET", "HEAD"], "provide_automatic_options": False}
 
 
@@ -34,14 +32,15 @@ def files(name: str) -> Response:
     try:
         now = int(time.time())
         plan = plan_response(request.method, _conditions(), opened.representation, _policy(), now)
-        return _file_response(opened, plan)
+        return file_response(opened, plan, current_app.extensions["settings"], request.environ)
     except BaseException:
         opened.close()
         raise
 
 
 def _listing(catalog: Catalog, name: str) -> Response:
-    document = folder_document(request.script_root + request.path, catalog.list_folder(name))
+    url_prefix = request.script_root + request.path
+    document = folder_document(url_prefix, catalog.list_folder(name), entry_signer(name))
     response = jsonify(document)
     response.headers["Cache-Control"] = "no-cache"
     return response
@@ -63,32 +62,3 @@ def _policy() -> Policy:
     settings: Settings = current_app.extensions["settings"]
     inline = settings.inline or request.args.get("inline") in ("1", "true")
     return Policy(settings.max_ranges, settings.cache_control, inline)
-
-
-def _rate_limit() -> RateLimit | None:
-    settings: Settings = current_app.extensions["settings"]
-    if not settings.rate_limit:
-        return None
-    return RateLimit(settings.rate_limit, settings.rate_limit_after)
-
-
-def _file_response(opened: OpenFile, plan: Plan) -> Response:
-    """Stream the planned body; a plan without file bytes closes the file at once."""
-    body: Iterable[bytes]
-    if plan.reads_file:
-        settings: Settings = current_app.extensions["settings"]
-        limit_send_time(request.environ, settings.send_timeout)
-        sock = zero_copy_socket(request.environ, settings.sendfile)
-        chunks = iter_body(
-            opened, plan.body, settings.chunk_size, settings.yield_interval, sock, _rate_limit()
-        )
-        # If the server closes the body before the generator ever starts, the generator's
-        # own cleanup never runs: close the file then too (closing is idempotent). This
-        # must wrap the body itself: with direct_passthrough Werkzeug hands the server
-        # ``response.response`` as it is, so ``call_on_close`` callbacks would never run.
-        stream = stream_with_context(chunks)
-        body = ClosingIterator(stream, opened.close)
-    else:
-        opened.close()
-        body = [s for s in plan.body if isinstance(s, bytes)]  # short text; none for HEAD, 304
-    return Response(body, status_line(plan.status), plan.headers, direct_passthrough=True)

@@ -1,0 +1,83 @@
+"""service.admission: per-client download counts, shared by forked workers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from service.admission import ClientTable
+
+
+def test_a_client_is_admitted_up_to_its_limit() -> None:
+    table = ClientTable(slots=64)
+    tickets = [table.admit("192.0.2.1", 2) for _ in range(2)]
+    assert all(tickets)
+    assert table.admit("192.0.2.1", 2) is None
+    assert table.in_flight("192.0.2.1") == 2
+
+
+def test_releasing_frees_a_slot_once_however_often_it_is_called() -> None:
+    table = ClientTable(slots=64)
+    first = table.admit("192.0.2.1", 1)
+    assert first is not None
+    first.release()
+    first.release()
+    assert table.in_flight("192.0.2.1") == 0
+    second = table.admit("192.0.2.1", 1)
+    assert second is not None
+    assert table.in_flight("192.0.2.1") == 1
+
+
+def test_clients_are_counted_apart_ipv4_and_ipv6() -> None:
+    table = ClientTable(slots=64)
+    for client in ("192.0.2.1", "192.0.2.2", "2001:db8::1", "::ffff:192.0.2.3"):
+        assert table.admit(client, 1) is not None
+    assert table.admit("192.0.2.1", 1) is None
+    assert table.admit("::ffff:192.0.2.1", 1) is None  # the same client, mapped
+    assert table.admit("2001:db8::2", 1) is not None
+
+
+def test_many_clients_in_a_small_table_never_share_a_count() -> None:
+    table = ClientTable(slots=256)
+    clients = [f"10.0.{i // 256}.{i % 256}" for i in range(200)]
+    for client in clients:
+        assert table.admit(client, 1) is not None
+    assert all(table.in_flight(client) == 1 for client in clients)
+
+
+def test_a_full_table_admits_rather_than_refuses() -> None:
+    table = ClientTable(slots=4)
+    for i in range(4):
+        assert table.admit(f"10.0.0.{i}", 1) is not None
+    ticket = table.admit("10.0.0.99", 1)
+    assert ticket is not None
+    ticket.release()  # harmless
+
+
+def test_a_non_ip_client_such_as_a_unix_socket_is_counted_too() -> None:
+    table = ClientTable(slots=16)
+    assert table.admit("", 1) is not None
+    assert table.admit("", 1) is None
+
+
+def _hold(table: ClientTable, client: str, results: multiprocessing.Queue) -> None:
+    results.put(table.admit(client, 3) is not None)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_workers_share_the_counts() -> None:
+    context = multiprocessing.get_context("fork")
+    table = ClientTable(slots=64, lock=context.Lock())
+    results: multiprocessing.Queue = context.Queue()
+    workers = [context.Process(target=_hold, args=(table, "192.0.2.7", results)) for _ in range(5)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=10)
+    admitted = sorted(results.get(timeout=5) for _ in workers)
+    results.close()
+    results.join_thread()
+    assert admitted == [False, False, True, True, True]
+    assert table.in_flight("192.0.2.7") == 3  # the children never released theirs
