@@ -7,6 +7,7 @@ single-line, ASCII-only header value.
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 from urllib.parse import quote
 
 # RFC 8187 attr-char minus ALPHA / DIGIT, which ``quote`` always keeps.
@@ -27,6 +28,7 @@ def ascii_fallback(name: str) -> str:
     return "".join(chars) or "download"
 
 
+@lru_cache(maxsize=4096)  # hot files repeat: this runs per request
 def content_disposition(name: str, *, inline: bool = False) -> str:
     """``attachment`` (or ``inline``) with both ``filename`` and ``filename*``."""
     kind = "inline" if inline else "attachment"

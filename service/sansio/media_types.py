@@ -9,6 +9,7 @@ and break range arithmetic.
 from __future__ import annotations
 
 import mimetypes
+from functools import lru_cache
 
 DEFAULT = "application/octet-stream"
 
@@ -46,6 +47,7 @@ _COMPRESSED = {
 }
 
 
+@lru_cache(maxsize=4096)  # hot files repeat: this runs per request
 def guess_type(name: str) -> str:
     # mimetypes takes a URL: a name such as "data:x,y.mp4" would be read as a data: URL
     # (text/plain). A leading "/" keeps it a path; the extension is all that counts.

@@ -11,6 +11,7 @@ import calendar
 import re
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import lru_cache
 
 ANY = "*"
 
@@ -53,6 +54,7 @@ def weak_match(a: EntityTag, b: EntityTag) -> bool:
     return a.opaque == b.opaque
 
 
+@lru_cache(maxsize=4096)  # a few mtimes and the current second cover most requests
 def format_http_date(seconds: int) -> str:
     """IMF-fixdate, the preferred HTTP-date form (§5.6.7)."""
     return formatdate(seconds, usegmt=True)
