@@ -23,6 +23,7 @@ WORKDIR /app
 COPY --from=builder --chown=root:root /app /app
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     DL_DATA_ROOT=/data \
     DL_BIND=0.0.0.0:8000
 USER app

@@ -6,6 +6,8 @@ once with a message naming the variable.
 
 from __future__ import annotations
 
+import os
+
 from config import Settings
 from service import admission
 
@@ -30,6 +32,9 @@ preload_app = False
 max_requests = 0
 # The control socket defaults to one path shared by every instance on the host.
 control_socket_disable = True
+# Worker heartbeats in memory: works with a read-only root filesystem, and never waits
+# on a slow disk (gunicorn's own advice for containers).
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level

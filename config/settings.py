@@ -164,7 +164,7 @@ def _signing_keys(variable: str, raw: str) -> tuple[str, ...]:
         if not key:
             raise SettingsError(f"{where} is empty (keys are separated by commas)")
         if not _SIGNING_KEY.fullmatch(key):
-            raise SettingsError(f"{where} has characters other than printable ASCII")
+            raise SettingsError(f"{where} has a space, control or non-ASCII character")
         if not MIN_SIGNING_KEY_LENGTH <= len(key) <= MAX_SIGNING_KEY_LENGTH:
             raise SettingsError(
                 f"{where} has {len(key)} characters; expected {MIN_SIGNING_KEY_LENGTH}.."

@@ -7,6 +7,7 @@ from flask import Flask
 from config import Settings
 from service.catalog import Catalog
 from service.errors import register_error_handlers
+from service.links import make_signer
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         serve_hidden=settings.serve_hidden,
         allow_outside_symlinks=settings.allow_outside_symlinks,
     )
+    app.extensions["signer"] = make_signer(settings.signing_key)
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)

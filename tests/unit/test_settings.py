@@ -316,3 +316,73 @@ def test_the_first_bad_variable_stops_loading_even_if_others_are_fine(root: Path
     with pytest.raises(SettingsError) as raised:
         load(root, DL_WORKERS="2", DL_TIMEOUT="0")
     assert str(raised.value).startswith("DL_TIMEOUT: ")
+
+
+# --- signed links ----------------------------------------------------------------------------
+
+KEY_A = "a" * 31 + "A"
+KEY_B = "Zm9vYmFyLWJhei1xdXV4LTAxMjM0NTY3ODkwMTIz"
+
+
+def test_signing_is_off_by_default(root: Path) -> None:
+    settings = load(root)
+    assert settings.signing_key == ()
+    assert settings.signing_bind_client is False
+    assert settings.signed_link_ttl == 3600
+
+
+def test_signing_keys_are_comma_separated_and_trimmed_in_order(root: Path) -> None:
+    assert load(root, DL_SIGNING_KEY=KEY_A).signing_key == (KEY_A,)
+    assert load(root, DL_SIGNING_KEY=f" {KEY_B} , {KEY_A}\n").signing_key == (KEY_B, KEY_A)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", r"is empty; unset it to turn signing off"),
+        ("   ", r"is empty; unset it to turn signing off"),
+        (f"{KEY_A},", r"key 2 of 2 is empty"),
+        (f"{KEY_A},,{KEY_B}", r"key 2 of 3 is empty"),
+        ("short-secret", r"key 1 of 1 has 12 characters; expected 32\.\.1024"),
+        (f"{KEY_A},{'s' * 31}", r"key 2 of 2 has 31 characters"),
+        ("x" * 1025, r"key 1 of 1 has 1025 characters"),
+        (f"{KEY_A[:-1]} {KEY_B}", r"key 1 of 1 has a space, control or non-ASCII character"),
+        (f"{KEY_B}\u00e9", r"key 1 of 1 has a space, control or non-ASCII character"),
+        (f"{KEY_A},{KEY_B},{KEY_A}", r"key 3 of 3 repeats key 1"),
+        (",".join(f"{n:032d}" for n in range(17)), r"17 keys; at most 16"),
+    ],
+)
+def test_a_bad_signing_key_fails_fast_without_showing_any_key(
+    root: Path, raw: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=rf"^DL_SIGNING_KEY: .*{message}") as raised:
+        load(root, DL_SIGNING_KEY=raw)
+    for secret in [KEY_A, KEY_B, "short-secret", KEY_A[:-1], "s" * 31, "x" * 1025, "0" * 32]:
+        assert secret not in str(raised.value)
+
+
+def test_the_keys_stay_out_of_the_settings_repr(root: Path) -> None:
+    settings = load(root, DL_SIGNING_KEY=f"{KEY_A},{KEY_B}", DL_SIGNING_BIND_CLIENT="yes")
+    assert settings.signing_key == (KEY_A, KEY_B)
+    assert KEY_A not in repr(settings)
+    assert KEY_B not in repr(settings)
+    assert "signing_bind_client=True" in repr(settings)
+
+
+def test_client_binding_and_the_link_lifetime_are_parsed(root: Path) -> None:
+    settings = load(root, DL_SIGNING_BIND_CLIENT="on", DL_SIGNED_LINK_TTL="600")
+    assert (settings.signing_bind_client, settings.signed_link_ttl) == (True, 600)
+    with pytest.raises(SettingsError, match=r"^DL_SIGNED_LINK_TTL: .*outside"):
+        load(root, DL_SIGNED_LINK_TTL="0")
+    with pytest.raises(SettingsError, match=r"^DL_SIGNING_BIND_CLIENT: "):
+        load(root, DL_SIGNING_BIND_CLIENT="client")
+
+
+def test_read_setting_reads_one_variable_without_a_data_root(tmp_path: Path) -> None:
+    from config.settings import read_setting
+
+    environ = {"DL_DATA_ROOT": str(tmp_path / "absent"), "DL_SIGNING_KEY": KEY_A}
+    assert read_setting("signing_key", environ) == (KEY_A,)
+    assert read_setting("signed_link_ttl", environ) == 3600
+    with pytest.raises(SettingsError, match=r"^DL_SIGNING_KEY: "):
+        read_setting("signing_key", {"DL_SIGNING_KEY": "short"})
