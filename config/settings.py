@@ -193,7 +193,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "worker_connections": _integer(1, 100_000),
     "timeout": _integer(1, 3600),
     "graceful_timeout": _integer(0, 86_400),
-    "keepalive": _integer(0, 3600),
+    # Also gevent's deadline for each request's header section: 0 would let slowloris
+    # connections trickle for ever.
+    "keepalive": _integer(1, 3600),
     "chunk_size": _integer(4096, 16 * 1024 * 1024),
     "sendfile": _boolean,
     "yield_interval": _integer(4096, 1024 * 1024 * 1024),

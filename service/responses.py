@@ -37,7 +37,7 @@ def file_response(
     if ticket is None:
         opened.close()
         return _too_many_downloads()
-    limit_send_time(environ, settings.send_timeout)
+    restore_timeout = limit_send_time(environ, settings.send_timeout)
     chunks = iter_body(
         opened,
         plan.body,
@@ -47,11 +47,11 @@ def file_response(
         _rate_limit(settings),
     )
     # If the server closes the body before the generator ever starts, the generator's own
-    # cleanup never runs: close the file and free the slot then too (both idempotent).
+    # cleanup never runs: close the file and free the slot then too (all idempotent).
     # This must wrap the body itself: with direct_passthrough Werkzeug hands the server
     # ``response.response`` as it is, so ``call_on_close`` callbacks would never run.
     body_iter: Iterable[bytes] = ClosingIterator(
-        stream_with_context(chunks), [opened.close, ticket.release]
+        stream_with_context(chunks), [opened.close, ticket.release, restore_timeout]
     )
     return Response(body_iter, status_line(plan.status), plan.headers, direct_passthrough=True)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from service import diskio
@@ -57,12 +57,26 @@ def zero_copy_socket(environ: Mapping[str, Any], enabled: bool) -> socket.socket
     return sock
 
 
-def limit_send_time(environ: Mapping[str, Any], seconds: int) -> None:
+def limit_send_time(environ: Mapping[str, Any], seconds: int) -> Callable[[], None]:
     """Drop a client that accepts no bytes for ``seconds`` (0: never), like nginx's
-    ``send_timeout``: a stalled reader would otherwise hold its descriptor forever."""
+    ``send_timeout``: a stalled reader would otherwise hold its descriptor forever.
+
+    Returns the function that puts the socket's own timeout back when the response
+    ends, so the wait for the next request on the connection stays the server's.
+    """
     sock = environ.get("gunicorn.socket")
-    if seconds and isinstance(sock, socket.socket):
-        sock.settimeout(seconds)
+    if not seconds or not isinstance(sock, socket.socket):
+        return lambda: None
+    previous = sock.gettimeout()
+    sock.settimeout(seconds)
+
+    def restore() -> None:
+        try:
+            sock.settimeout(previous)
+        except OSError:  # already closed
+            pass
+
+    return restore
 
 
 class Throttle:
