@@ -32,9 +32,20 @@ preload_app = False
 max_requests = 0
 # The control socket defaults to one path shared by every instance on the host.
 control_socket_disable = True
+# Request head limits, set on purpose: the longest request line gunicorn allows (a
+# percent-encoded path at the service's 4096-byte limit takes up to three times that),
+# and gunicorn's own field limits. Over them: 414 or 431 and the connection closed.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+# Trust no proxy to rewrite SCRIPT_NAME or PATH_INFO (gunicorn trusts loopback by
+# default, and a bad SCRIPT_NAME then turns into a 500).
+forwarder_headers = ""
 # Worker heartbeats in memory: works with a read-only root filesystem, and never waits
 # on a slow disk (gunicorn's own advice for containers).
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-accesslog = "-"
+# The service writes its own access log (JSON, with the bytes sendfile delivered past
+# gunicorn, which gunicorn's own log cannot count); see DL_ACCESS_LOG.
+accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level

@@ -53,6 +53,7 @@ class Settings:
     serve_hidden: bool = False
     allow_outside_symlinks: bool = False
     log_level: str = "info"
+    access_log: bool = True
     # Signed links: off while no key is set. Kept out of repr, so keys never reach a log.
     signing_key: tuple[str, ...] = field(default=(), repr=False)
     signing_bind_client: bool = False
@@ -208,6 +209,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "inline": _boolean,
     "serve_hidden": _boolean,
     "allow_outside_symlinks": _boolean,
+    "access_log": _boolean,
     "log_level": _choice("debug", "info", "warning", "error", "critical"),
     "signing_key": _signing_keys,
     "signing_bind_client": _boolean,

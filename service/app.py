@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from config import Settings
+from service import accesslog
 from service.catalog import Catalog
 from service.errors import register_error_handlers
 from service.links import make_signer
@@ -28,4 +29,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)
+    if settings.access_log:
+        accesslog.install(app)
     return app

@@ -15,6 +15,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
 from service import admission
+from service.accesslog import TRANSFER_KEY
 from service.catalog import OpenFile
 from service.errors import status_line, text_response
 from service.sansio import Plan
@@ -45,6 +46,7 @@ def file_response(
         settings.yield_interval,
         zero_copy_socket(environ, settings.sendfile),
         _rate_limit(settings),
+        environ.get(TRANSFER_KEY),
     )
     # If the server closes the body before the generator ever starts, the generator's own
     # cleanup never runs: close the file and free the slot then too (all idempotent).

@@ -25,7 +25,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from service import diskio
 from service.catalog import OpenFile
@@ -79,6 +79,14 @@ def limit_send_time(environ: Mapping[str, Any], seconds: int) -> Callable[[], No
     return restore
 
 
+class Sink(Protocol):
+    """Who hears about bytes written past the server (the access log's record)."""
+
+    def sent_directly(self, count: int) -> None: ...
+
+    def client_left(self) -> None: ...
+
+
 class Throttle:
     """Paces one response: a yield to the event loop every ``yield_interval`` bytes, and
     past the free burst at most the rate of ``limit``. Both paths report what they sent."""
@@ -114,15 +122,19 @@ def iter_body(
     yield_interval: int = 1024 * 1024,
     sock: socket.socket | None = None,
     rate_limit: RateLimit | None = None,
+    sink: Sink | None = None,
 ) -> Iterator[bytes]:
-    """Yield (or, given ``sock``, send) the body's bytes; closes ``file`` in every case."""
+    """Yield (or, given ``sock``, send) the body's bytes; closes ``file`` in every case.
+
+    ``sink`` hears of the bytes sent past the server, and of a client that left there.
+    """
     try:
         throttle = Throttle(yield_interval, rate_limit)
         if sock is None:
             for segment in body:
                 yield from _copy(file, segment, chunk_size, throttle)
         else:
-            yield from _zero_copy(file, body, sock, throttle)
+            yield from _zero_copy(file, body, sock, throttle, sink)
     finally:
         file.close()
 
@@ -145,11 +157,16 @@ def _copy(file: OpenFile, segment: Segment, chunk_size: int, throttle: Throttle)
 
 
 def _zero_copy(
-    file: OpenFile, body: Sequence[Segment], sock: socket.socket, throttle: Throttle
+    file: OpenFile,
+    body: Sequence[Segment],
+    sock: socket.socket,
+    throttle: Throttle,
+    sink: Sink | None,
 ) -> Iterator[bytes]:
     first, rest = _split_primer(body)
     yield from _copy(file, first, PRIMER, throttle)
     # The header section and the primer are on the wire: the rest bypasses the server.
+    direct = throttle.sent
     try:
         for segment in rest:
             if isinstance(segment, Span):
@@ -161,6 +178,11 @@ def _zero_copy(
         # The client left or stalled past the socket's timeout. The server does not
         # know what we sent, so end the connection here: it then reads EOF and closes.
         _shut_down(sock)
+        if sink is not None:
+            sink.client_left()
+    finally:
+        if sink is not None:
+            sink.sent_directly(throttle.sent - direct)
 
 
 def _split_primer(body: Sequence[Segment]) -> tuple[Segment, list[Segment]]:

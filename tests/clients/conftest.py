@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.support import ClientServer, gunicorn_env
+from tests.clients.support import ClientServer
 from tests.support.server import GunicornServer
 
 # 300 MiB plus an odd tail, so no client's segment arithmetic comes out even.
@@ -40,7 +40,7 @@ def client_server(
     root.mkdir()
     source = base / "big.bin"
     digest = _write_random_file(source, BIG_FILE_SIZE)
-    server = GunicornServer(root, base / "gunicorn.log", {**delivery, **gunicorn_env()})
+    server = GunicornServer(root, base / "gunicorn.log", delivery)
     server.start()
     try:
         zero_copy = delivery["DL_SENDFILE"] == "1"

@@ -1,7 +1,7 @@
 """Helpers for the client tests: subprocesses, hashing, and the server's access log.
 
-The session server logs every request with its ``Range`` header (see
-:data:`ACCESS_LOG_FORMAT`), so a test can check what a client actually asked for and
+The service's JSON access log records every request with its ``Range`` header and the
+bytes really delivered, so a test can check what a client actually asked for and
 what it got. Each test serves its file under a name of its own (a hard link to the
 shared source), so its requests are told apart by path.
 """
@@ -9,6 +9,7 @@ shared source), so its requests are told apart by path.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -21,24 +22,11 @@ from urllib.parse import quote
 
 import pytest
 
-from service.streaming import PRIMER
 from tests.support.server import GunicornServer
 
 CLIENT_TIMEOUT = 120.0
 
-# gunicorn's access log atoms: remote address, request line, status, bytes sent,
-# the request's Range header and User-Agent ("-" when absent).
-ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s range="%({range}i)s" ua="%(a)s"'
-_ACCESS_LINE = re.compile(
-    r'^\S+ "(?P<method>[A-Z]+) (?P<target>\S+) (?P<version>HTTP/\d\.\d)" '
-    r'(?P<status>\d{3}) (?P<sent>\d+|-) range="(?P<range>[^"]*)" ua="(?P<agent>[^"]*)"$'
-)
 _BYTE_RANGE = re.compile(r"bytes=(\d+)-(\d*)")
-
-
-def gunicorn_env() -> dict[str, str]:
-    """Extra environment for the server: the access log format above."""
-    return {"GUNICORN_CMD_ARGS": f"--access-logformat {shlex.quote(ACCESS_LOG_FORMAT)}"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +40,7 @@ class Access:
     sent: int
     range: str | None
     agent: str
+    outcome: str
 
     @property
     def bounds(self) -> tuple[int, int | None] | None:
@@ -72,20 +61,22 @@ class Access:
 
 
 def parse_access_log(text: str) -> list[Access]:
+    """The service's JSON access-log lines (other log lines are skipped)."""
     accesses = []
     for line in text.splitlines():
-        match = _ACCESS_LINE.match(line)
-        if match is None:
+        if not line.startswith("{"):
             continue
+        record = json.loads(line)
         accesses.append(
             Access(
-                method=match["method"],
-                target=match["target"],
-                version=match["version"],
-                status=int(match["status"]),
-                sent=0 if match["sent"] == "-" else int(match["sent"]),
-                range=None if match["range"] == "-" else match["range"],
-                agent=match["agent"],
+                method=record["method"],
+                target=record["target"],
+                version=record["protocol"],
+                status=record["status"],
+                sent=record["bytes"],
+                range=record["range"],
+                agent=record["user_agent"] or "-",
+                outcome=record["outcome"],
             )
         )
     return accesses
@@ -105,11 +96,6 @@ class ClientServer:
     size: int
     sha256: str
     zero_copy: bool
-
-    def logged_bytes(self, body_length: int) -> int:
-        """What gunicorn's access log counts for a body: on the zero-copy path it sees
-        only the primer it sent itself; sendfile writes the rest past it."""
-        return min(body_length, PRIMER) if self.zero_copy else body_length
 
     def publish(self, name: str, source: Path | None = None) -> str:
         """Serve ``source`` (default: the big file) as ``name``; returns its URL."""

@@ -61,8 +61,9 @@ class RawResponse:
         return value
 
     def header_set(self, *ignore: str) -> list[tuple[str, str]]:
-        """Header fields (lower-cased names) minus ``ignore``, sorted for comparison."""
-        skip = {name.lower() for name in ignore}
+        """Header fields (lower-cased names) minus ``ignore`` and X-Request-Id (new for
+        every request), sorted for comparison."""
+        skip = {name.lower() for name in ignore} | {"x-request-id"}
         return sorted((k.lower(), v) for k, v in self.headers if k.lower() not in skip)
 
 

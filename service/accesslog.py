@@ -1,0 +1,167 @@
+"""The access log: one JSON line per request, written when the response is finished.
+
+It records what was actually delivered, which a server's own log cannot know on the
+zero-copy path: body bytes count once the server asked for the next chunk (so the
+previous one was written) plus what ``sendfile`` wrote past the server. How the
+transfer ended is one of ``complete``, ``aborted`` (the client left or stalled),
+``truncated`` (the file shrank under it) or ``error``.
+
+Fields: ``time``, ``id`` (the request's ``X-Request-Id`` when it is a sane token, else a
+new one; echoed in the response), ``client``, ``method``, ``target``, ``protocol``,
+``status``, ``range``, ``bytes``, ``duration_ms``, ``outcome``, ``user_agent``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from service.errors import TruncatedFileError
+
+TRANSFER_KEY = "download_service.transfer"
+LOGGER = "service.access"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Transfer:
+    """What one request asked for and what it got; the streaming layer reports the
+    bytes it writes itself (:meth:`sent_directly`) and a departed client."""
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        offered = environ.get("HTTP_X_REQUEST_ID", "")
+        self.request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        self.environ = environ
+        self.started = time.monotonic()
+        self.status = 0
+        self.bytes = 0
+        self.outcome = "complete"
+
+    def sent_directly(self, count: int) -> None:
+        self.bytes += count
+
+    def client_left(self) -> None:
+        self.outcome = "aborted"
+
+    def record(self) -> dict[str, Any]:
+        environ = self.environ
+        return {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "id": self.request_id,
+            "client": environ.get("REMOTE_ADDR", ""),
+            "method": environ.get("REQUEST_METHOD", ""),
+            "target": _target(environ),
+            "protocol": environ.get("SERVER_PROTOCOL", ""),
+            "status": self.status,
+            "range": environ.get("HTTP_RANGE"),
+            "bytes": self.bytes,
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 3),
+            "outcome": self.outcome,
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+        }
+
+
+def _target(environ: dict[str, Any]) -> str:
+    raw = environ.get("RAW_URI")  # gunicorn: the request-target as it was sent
+    if isinstance(raw, str) and raw:
+        return raw
+    query = environ.get("QUERY_STRING", "")
+    return quote(environ.get("PATH_INFO", "")) + (f"?{query}" if query else "")
+
+
+class AccessLog:
+    """WSGI middleware that logs each request once its response is closed."""
+
+    def __init__(self, app: WSGIApp, logger: logging.Logger) -> None:
+        self.app = app
+        self.logger = logger
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        transfer = Transfer(environ)
+        environ[TRANSFER_KEY] = transfer
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            transfer.status = int(status[:3])
+            headers.append(("X-Request-Id", transfer.request_id))
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = self.app(environ, start)
+        except BaseException:
+            transfer.outcome = "error"
+            self._log(transfer)
+            raise
+        return _Counted(body, transfer, self._log)
+
+    def _log(self, transfer: Transfer) -> None:
+        self.logger.info(json.dumps(transfer.record(), ensure_ascii=True))
+
+
+class _Counted:
+    """Passes the body through, counting a chunk once the server asks for the next."""
+
+    def __init__(
+        self, body: Iterable[bytes], transfer: Transfer, log: Callable[[Transfer], None]
+    ) -> None:
+        self._body = body
+        self._chunks: Iterator[bytes] = iter(body)
+        self._transfer = transfer
+        self._log = log
+        self._pending = 0
+        self._finished = False
+        self._closed = False
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> bytes:
+        self._transfer.bytes += self._pending  # the server wrote the previous chunk
+        self._pending = 0
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._finished = True
+            raise
+        except TruncatedFileError:
+            self._transfer.outcome = "truncated"
+            raise
+        except Exception:
+            self._transfer.outcome = "error"
+            raise
+        self._pending = len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            transfer = self._transfer
+            if not self._finished and transfer.outcome == "complete":
+                transfer.outcome = "aborted"
+            self._log(transfer)
+
+
+def install(app: Any) -> None:
+    """Wrap ``app.wsgi_app``; the log goes to stdout, one line per request."""
+    logger = logging.getLogger(LOGGER)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    app.wsgi_app = AccessLog(app.wsgi_app, logger)
