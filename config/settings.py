@@ -42,7 +42,7 @@ class Settings:
     keepalive: int = 5
     chunk_size: int = 256 * 1024
     sendfile: bool = True
-    yield_interval: int = 1024 * 1024
+    yield_interval: int = 256 * 1024
     send_timeout: int = 60
     rate_limit: int = 0
     rate_limit_after: int = 0
