@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,15 @@ def free_port() -> int:
 class GunicornServer:
     """Starts gunicorn with the project's own config; ``stop()`` ends every process."""
 
-    def __init__(self, data_root: Path, log_path: Path, env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        data_root: Path,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        wrapper: Sequence[str] = (),
+    ):
+        """``wrapper`` is a command that ends by exec-ing its arguments (setpriv, ...)."""
+        self.wrapper = list(wrapper)
         self.port = free_port()
         self.host = "127.0.0.1"
         self.log_path = log_path
@@ -45,7 +53,7 @@ class GunicornServer:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [str(gunicorn), "-c", "gunicorn.conf.py"],
+                [*self.wrapper, str(gunicorn), "-c", "gunicorn.conf.py"],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,
