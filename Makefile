@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-tools test-fast lint format typecheck check clean
+.PHONY: help install run test test-tools test-fast lint format typecheck check clean bench
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,10 @@ typecheck: $(STAMP) ## mypy (strict on service/sansio)
 	$(BIN)/mypy
 
 check: lint typecheck test ## Everything CI runs
+
+bench: $(STAMP) ## Benchmark vs nginx, send_file, Starlette (installs them; BENCH_QUICK=1: short run)
+	bash bench/setup.sh
+	BENCH_GUNICORN=$(abspath $(BIN))/gunicorn bench/.venv/bin/python -m bench.run
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Minimal peer applications the benchmark compares the service with."""
