@@ -15,12 +15,15 @@ import mmap
 import multiprocessing
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 _SLOT = struct.Struct("=16sI")  # address, downloads in flight
 _PROBES = 64
+#: Seconds to wait for the table's lock (held for microseconds in normal operation).
+LOCK_TIMEOUT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +44,10 @@ class ClientTable:
     def admit(self, client: str, limit: int) -> Ticket | None:
         """A ticket when ``client`` has fewer than ``limit`` downloads in flight."""
         key = _key(client)
-        with self._lock:
-            index = self._find(key)
+        with self._locked() as locked:
+            index = self._find(key) if locked else None
             if index is None:
-                return Ticket(lambda: None)  # table full: fail open
+                return Ticket(lambda: None)  # table full or lock wedged: fail open
             count = self._count(index)
             if count >= limit:
                 return None
@@ -61,15 +64,26 @@ class ClientTable:
 
     def in_flight(self, client: str) -> int:
         key = _key(client)
-        with self._lock:
-            index = self._find(key)
+        with self._locked() as locked:
+            index = self._find(key) if locked else None
             return 0 if index is None else self._count(index)
 
     def _release(self, key: bytes) -> None:
-        with self._lock:
-            index = self._find(key)
+        with self._locked() as locked:
+            index = self._find(key) if locked else None
             if index is not None and self._count(index) > 0:
                 _SLOT.pack_into(self._memory, index * _SLOT.size, key, self._count(index) - 1)
+
+    @contextmanager
+    def _locked(self) -> Iterator[bool]:
+        """The lock, or False after a short wait: a worker killed while holding it must
+        not stall every other worker, so the cap then fails open."""
+        acquired = bool(self._lock.acquire(timeout=LOCK_TIMEOUT))
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self._lock.release()
 
     def _find(self, key: bytes) -> int | None:
         """The slot counting ``key``, else the first free one on its probe run."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 
 import pytest
 
@@ -81,3 +83,20 @@ def test_forked_workers_share_the_counts() -> None:
     results.join_thread()
     assert admitted == [False, False, True, True, True]
     assert table.in_flight("192.0.2.7") == 3  # the children never released theirs
+
+
+def test_a_wedged_lock_fails_open_instead_of_stalling_the_worker() -> None:
+    """A worker killed inside the critical section leaves the shared lock held."""
+    lock = threading.Lock()
+    table = ClientTable(slots=16, lock=lock)
+    assert table.admit("192.0.2.1", 1) is not None
+    lock.acquire()
+    try:
+        started = time.monotonic()
+        ticket = table.admit("192.0.2.1", 1)  # over the cap, but the count is unreadable
+        assert ticket is not None
+        assert time.monotonic() - started < 1
+        ticket.release()
+    finally:
+        lock.release()
+    assert table.admit("192.0.2.1", 1) is None  # the real count was never disturbed
