@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from config import Settings
 from service.catalog import Catalog
+from service.errors import IsFolderError
 from service.links import entry_signer, require_signature
 from service.listing import folder_document
 from service.responses import file_response
@@ -20,6 +21,12 @@ from service.sansio import Conditions, Policy, plan_response
 bp = Blueprint("files", __name__)
 bp.before_request(require_signature)  # signed links: checked before the catalog is asked
 _METHODS = {"methods": ["GET", "HEAD"], "provide_automatic_options": False}
+
+
+@bp.route("/files", **_METHODS)
+def files_root() -> Response:
+    """``/files`` is the root folder without its slash: the same 301 as any folder."""
+    raise IsFolderError
 
 
 @bp.route("/files/", defaults={"name": ""}, **_METHODS)

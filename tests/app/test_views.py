@@ -640,3 +640,13 @@ def test_under_a_prefix_listing_urls_and_the_folder_redirect_keep_the_prefix(
         "/dl/files/sub/b.txt",
         "/dl/files/sub/deeper/",
     ]
+
+
+def test_the_root_folder_without_its_slash_redirects_like_any_folder(
+    client: FlaskClient,
+) -> None:
+    response = client.get("/files")
+    assert response.status == "301 Moved Permanently"
+    assert response.headers["Location"] == "/files/"
+    assert response.data == b"Moved Permanently\n"
+    assert response.mimetype == "text/plain"
