@@ -131,6 +131,17 @@ class ClientServer:
                 seen, changed = current, time.monotonic()
         return seen
 
+    def assert_resumed(self, name: str, out: Path, prefix: int) -> None:
+        """``out`` now holds the whole file, completed by a single ``bytes=<prefix>-``
+        request that got a 206 and every remaining byte, with no server error."""
+        assert out.stat().st_size == self.size
+        assert sha256_file(out) == self.sha256
+        accesses = self.settled_accesses(name)
+        assert [(a.method, a.range, a.status, a.sent, a.outcome) for a in accesses] == [
+            ("GET", f"bytes={prefix}-", 206, self.size - prefix, "complete")
+        ], show(accesses)
+        assert not self.server_errors()
+
     def server_errors(self) -> list[str]:
         """Log lines from gunicorn's error log at ERROR level or above, and tracebacks."""
         return [

@@ -38,13 +38,7 @@ def test_curl_resumes_a_partial_download(client_server: ClientServer, out_dir: P
     (headers,) = response_headers(dump)
     assert ("content-range", f"bytes {PREFIX}-{size - 1}/{size}") in headers, headers
     assert ("content-length", str(size - PREFIX)) in headers, headers
-    assert out.stat().st_size == size
-    assert sha256_file(out) == client_server.sha256
-    accesses = client_server.settled_accesses(name)
-    assert [(a.method, a.range, a.status, a.sent, a.outcome) for a in accesses] == [
-        ("GET", f"bytes={PREFIX}-", 206, size - PREFIX, "complete")
-    ], show(accesses)
-    assert not client_server.server_errors()
+    client_server.assert_resumed(name, out, PREFIX)
 
 
 def test_curl_resume_of_a_complete_file_gets_416_and_keeps_it(

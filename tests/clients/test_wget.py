@@ -23,15 +23,8 @@ def test_wget_continues_a_partial_download(client_server: ClientServer, out_dir:
 
     run([wget, "--no-verbose", "--no-config", "-c", url], cwd=out_dir)
 
-    size = client_server.size
     assert sorted(p.name for p in out_dir.iterdir()) == [name]  # no "name.1"
-    assert out.stat().st_size == size
-    assert sha256_file(out) == client_server.sha256
-    accesses = client_server.settled_accesses(name)
-    assert [(a.method, a.range, a.status, a.sent, a.outcome) for a in accesses] == [
-        ("GET", f"bytes={PREFIX}-", 206, size - PREFIX, "complete")
-    ], show(accesses)
-    assert not client_server.server_errors()
+    client_server.assert_resumed(name, out, PREFIX)
 
 
 def test_wget_continue_of_a_complete_file_does_nothing(

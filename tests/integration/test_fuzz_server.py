@@ -17,7 +17,6 @@ only 5xx allowed is that 501. A ``SCRIPT_NAME`` header is never generated: see
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ from hypothesis import strategies as st
 from tests.integration import rawhttp
 from tests.integration.conftest import ServerFactory
 from tests.integration.helpers import assert_healthy, pseudo_random, the_worker
+from tests.support import hostile_tree
+from tests.support.hostile_tree import build_hostile_tree
 from tests.support.server import GunicornServer
 
 pytestmark = pytest.mark.server
@@ -55,7 +56,7 @@ KNOWN_CODINGS = {"chunked", "identity", "gzip", "deflate", "compress"}
 
 
 def etag_of(data: bytes) -> str:
-    return f'"{len(data):x}-{MTIME_NS:x}"'
+    return hostile_tree.etag_of(data, MTIME_NS)
 
 
 @dataclass
@@ -70,22 +71,7 @@ def site(
     tmp_path_factory: pytest.TempPathFactory, module_server_factory: ServerFactory
 ) -> Iterator[Site]:
     base = tmp_path_factory.mktemp("fuzz-server")
-    (base / "secret.txt").write_bytes(SECRET)
-    (base / "outside-dir").mkdir()
-    (base / "outside-dir" / "inner.txt").write_bytes(SECRET)
-    root = base / "data"
-    root.mkdir()
-    for name, content in FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        os.utime(path, ns=(MTIME_NS, MTIME_NS))
-    (root / ".hidden").write_bytes(HIDDEN)
-    (root / "sub" / ".env").write_bytes(HIDDEN)
-    (root / "escape").symlink_to(base / "secret.txt")
-    (root / "escape-dir").symlink_to(base / "outside-dir")
-    (root / "sub" / "to-hidden").symlink_to("../.hidden")
-    os.mkfifo(root / "pipe")
+    root = build_hostile_tree(base, FILES, secret=SECRET, hidden=HIDDEN, mtime_ns=MTIME_NS)
     server = module_server_factory(root)
     site = Site(server, the_worker(server), {etag_of(data): data for data in FILES.values()})
     yield site

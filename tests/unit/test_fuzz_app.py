@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 
 from config import Settings
 from service import create_app
+from tests.support import hostile_tree
+from tests.support.hostile_tree import build_hostile_tree
 
 SECRET = b"OUTSIDE-THE-ROOT-7f3a9c2e51d84b06a1c9e3f2d7b8a640"
 HIDDEN = b"HIDDEN-DOTFILE-c41d5e8f9a2b3c7d6e0f1a2b3c4d5e6f"
@@ -48,8 +50,7 @@ CHUNK = 4096  # smaller than big.bin, so bodies come in several chunks
 
 
 def etag_of(data: bytes) -> str:
-    """The service's strong ETag: size and mtime in nanoseconds, both hex."""
-    return f'"{len(data):x}-{MTIME_NS:x}"'
+    return hostile_tree.etag_of(data, MTIME_NS)
 
 
 @dataclass
@@ -72,28 +73,7 @@ class _Collect(logging.Handler):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     base = tmp_path_factory.mktemp("fuzz-app")
-    (base / "secret.txt").write_bytes(SECRET)
-    (base / "outside-dir").mkdir()
-    (base / "outside-dir" / "inner.txt").write_bytes(SECRET)
-    root = base / "data"
-    root.mkdir()
-    for name, content in FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    (root / ".hidden").write_bytes(HIDDEN)
-    (root / "sub" / ".env").write_bytes(HIDDEN)
-    (root / ".hiddendir").mkdir()
-    (root / ".hiddendir" / "x.txt").write_bytes(HIDDEN)
-    (root / "escape").symlink_to(base / "secret.txt")
-    (root / "escape-dir").symlink_to(base / "outside-dir")
-    (root / "sub" / "relative-escape").symlink_to("../../secret.txt")
-    (root / "sub" / "to-hidden").symlink_to("../.hidden")
-    (root / "sub" / "inside-link").symlink_to("../a.txt")
-    os.mkfifo(root / "pipe")
-    for path in [*root.rglob("*"), root]:
-        if not path.is_symlink() and path.name != "pipe":
-            os.utime(path, ns=(MTIME_NS, MTIME_NS))
+    root = build_hostile_tree(base, FILES, secret=SECRET, hidden=HIDDEN, mtime_ns=MTIME_NS)
     app = create_app(Settings(data_root=root, chunk_size=CHUNK, sendfile=False))
     app.config["PROPAGATE_EXCEPTIONS"] = True  # an exception fails the example at once
     by_etag = {etag_of(data): data for data in FILES.values()}
