@@ -222,6 +222,17 @@ def _all_ok(summary: Mapping[str, Any], key: str = "ok") -> str:
     return _fmt(all(bool(r.get(key)) for r in runs)) if runs else "-"
 
 
+def _probe_cells(m: Mapping[str, Any]) -> list[str]:
+    """p50, p99 and max latency, probes and failures of a latency-probe median."""
+    return [
+        _fmt(m.get("p50_ms"), 2),
+        _fmt(m.get("p99_ms"), 2),
+        _fmt(m.get("max_ms"), 1),
+        _fmt(m.get("probes")),
+        _fmt(m.get("failures")),
+    ]
+
+
 def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     parts: list[str] = []
     nginx = [p.name for p in NGINX]
@@ -347,11 +358,7 @@ def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
         rows = [
             [
                 f"{LABELS[base['peer']]} (idle, no download)",
-                _fmt(base["p50_ms"], 2),
-                _fmt(base["p99_ms"], 2),
-                _fmt(base["max_ms"], 1),
-                _fmt(base["probes"]),
-                _fmt(base["failures"]),
+                *_probe_cells(base),
                 "-",
                 "1",
             ]
@@ -361,11 +368,7 @@ def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
             rows.append(
                 [
                     LABELS[name],
-                    _fmt(m.get("p50_ms"), 2),
-                    _fmt(m.get("p99_ms"), 2),
-                    _fmt(m.get("max_ms"), 1),
-                    _fmt(m.get("probes")),
-                    _fmt(m.get("failures")),
+                    *_probe_cells(m),
                     _fmt(m.get("download_mb_s")),
                     f"{len(s['runs'])}",
                 ]
@@ -441,11 +444,7 @@ def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
             rows.append(
                 [
                     LABELS[name],
-                    _fmt(m.get("p50_ms"), 2),
-                    _fmt(m.get("p99_ms"), 2),
-                    _fmt(m.get("max_ms"), 1),
-                    _fmt(m.get("probes")),
-                    _fmt(m.get("failures")),
+                    *_probe_cells(m),
                     _fmt(m.get("cold_mb_s")),
                     _fmt(m.get("cold_downloads")),
                     _fmt(m.get("cached_before_max"), 3),
