@@ -3,7 +3,6 @@ the download commands and the player."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,23 +20,12 @@ from service import create_app
 from service.browse import human_size
 from service.sansio.signing import Signer
 from tests.app import BIG, build_tree
+from tests.support.shell import shell_words
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
 ODD_NAME = 'it\'s "<b>&amp;" ü $(x) `y` <script>.txt'
 SHELLY_FOLDER = "it's (x) $HOME; & z"  # URL-safe characters a shell would act on
 KEY = "test-key-0123456789-abcdefghijklmnop"
-# The page's commands as a POSIX shell reads them: each program prints its argv.
-_ECHO_ARGV = "".join(
-    f"{p}() {{ printf '%s\\0' {p} \"$@\"; }}; " for p in ("curl", "wget", "aria2c")
-)
-
-
-def shell_words(command: str) -> list[str]:
-    """The words ``sh`` passes to the program when ``command`` is pasted into it."""
-    result = subprocess.run(
-        ["sh", "-c", _ECHO_ARGV + command], capture_output=True, check=True, timeout=10
-    )
-    return result.stdout.decode().split("\0")[:-1]
 
 
 @dataclass
