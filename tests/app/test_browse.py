@@ -353,3 +353,14 @@ def test_a_signed_page_links_no_folder_above_it(signed_client: FlaskClient) -> N
     page = read_page(fetch(signed_client, f"/files/sub/?{signed_query('sub/')}"))
     assert page.crumbs == [("files", None), ("sub", None)]
     assert fetch(signed_client, page.entry_links()["deeper"]).status_code == 200
+
+
+def test_under_a_prefix_every_link_and_command_keeps_it(client: FlaskClient) -> None:
+    page = read_page(fetch(client, "/files/sub/deeper/", base_url="http://localhost/dl"))
+    assert page.crumbs == [("files", "/dl/files/"), ("sub", "/dl/files/sub/"), ("deeper", None)]
+    assert page.entry_links() == {"c.txt": "/dl/files/sub/deeper/c.txt"}
+    assert shell_words(page.codes[1]) == [
+        "wget",
+        "-c",
+        "http://localhost/dl/files/sub/deeper/c.txt",
+    ]
