@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Make sure the real clients the tests drive are installed (Debian packages).
+# Make sure the real clients the tests drive are installed (Debian packages), and the
+# headless browser for the browse page (Debian's chromium; Playwright drives it, and
+# `playwright install` is never needed).
 # Installs what is missing when it can (root or sudo); otherwise says what to install,
 # and those tests skip (outside CI) or fail (in CI, where CI is set).
 set -euo pipefail
 
 declare -A package_of=(
   [curl]=curl [wget]=wget [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
+  [chromium]=chromium
 )
 missing=()
 for tool in "${!package_of[@]}"; do

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from config import Settings
+from service import browse
 from service.catalog import Catalog
 from service.errors import IsFolderError
 from service.links import entry_signer, require_signature
@@ -29,6 +30,7 @@ def files_root() -> Response:
     raise IsFolderError
 
 
+@bp.route("/", defaults={"name": ""}, endpoint="root", **_METHODS)
 @bp.route("/files/", defaults={"name": ""}, **_METHODS)
 @bp.route("/files/<path:name>", **_METHODS)
 def files(name: str) -> Response:
@@ -46,10 +48,15 @@ def files(name: str) -> Response:
 
 
 def _listing(catalog: Catalog, name: str) -> Response:
-    url_prefix = request.script_root + request.path
-    document = folder_document(url_prefix, catalog.list_folder(name), entry_signer(name))
-    response = jsonify(document)
+    url_prefix = url_for("files.files", name=name)  # also for "/": entries are below /files/
+    sign = entry_signer(name)
+    document = folder_document(url_prefix, catalog.list_folder(name), sign)
+    if browse.wants_html(request):
+        response = browse.page(document, request, signed=sign is not None)
+    else:
+        response = jsonify(document)
     response.headers["Cache-Control"] = "no-cache"
+    response.vary.add("Accept")  # RFC 9110 §12.5.5: the same URL is HTML or JSON
     return response
 
 

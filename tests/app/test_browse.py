@@ -1,0 +1,366 @@
+"""The HTML browse page through Flask's test client: negotiation, escaping, signed links,
+the download commands and the player."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from config import Settings
+from service import create_app
+from service.browse import human_size
+from service.sansio.signing import Signer
+from tests.app import BIG, build_tree
+from tests.support.shell import shell_words
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
+ODD_NAME = 'it\'s "<b>&amp;" ü $(x) `y` <script>.txt'
+SHELLY_FOLDER = "it's (x) $HOME; & z"  # URL-safe characters a shell would act on
+KEY = "test-key-0123456789-abcdefghijklmnop"
+
+
+@dataclass
+class Page:
+    """What the HTML says, as a browser would read it (entities decoded)."""
+
+    links: list[dict[str, str]] = field(default_factory=list)  # attrs + "text"
+    codes: list[str] = field(default_factory=list)
+    media: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    crumbs: list[tuple[str, str | None]] = field(default_factory=list)
+    scripts: list[dict[str, str]] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)  # the size cells' exact bytes
+
+    def entry_links(self) -> dict[str, str]:
+        return {
+            a["text"].removesuffix("/"): a["href"] for a in self.links if a["class"] == "download"
+        }
+
+
+class _Reader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.page = Page()
+        self._open: list[tuple[str, dict[str, str]]] = []
+        self._text: list[str] = []
+        self._in_nav = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "nav":
+            self._in_nav = True
+        elif tag in ("a", "code", "span") or (tag == "td" and "title" in values):
+            self._open.append((tag, values))
+            self._text = []
+        elif tag in ("video", "audio"):
+            self.page.media.append((tag, values))
+        elif tag == "script":
+            self.page.scripts.append(values)
+        if tag == "td" and "title" in values:
+            self.page.titles.append(values["title"])
+
+    def handle_data(self, data: str) -> None:
+        self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "nav":
+            self._in_nav = False
+        if not self._open or self._open[-1][0] != tag:
+            return
+        _, values = self._open.pop()
+        text = "".join(self._text)
+        if tag == "code":
+            self.page.codes.append(text)
+        elif self._in_nav and tag == "a":
+            self.page.crumbs.append((text, values["href"]))
+        elif self._in_nav and tag == "span" and values.get("class") != "sep":
+            self.page.crumbs.append((text, None))
+        elif tag == "a":
+            self.page.links.append({"class": "", **values, "text": text})
+
+
+def read_page(response: TestResponse) -> Page:
+    reader = _Reader()
+    reader.feed(response.get_data(as_text=True))
+    return reader.page
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    build_tree(folder)
+    (folder / ODD_NAME).write_bytes(b"odd")
+    (folder / "dossier été").mkdir()
+    (folder / "dossier été" / "chanson d'été.mp3").write_bytes(b"ID3 not really")
+    (folder / SHELLY_FOLDER).mkdir()
+    (folder / SHELLY_FOLDER / "f.txt").write_bytes(b"shelly")
+    return folder
+
+
+@pytest.fixture
+def client(root: Path) -> Iterator[FlaskClient]:
+    with create_app(Settings(data_root=root)).test_client() as test_client:
+        yield test_client
+
+
+def fetch(client: FlaskClient, url: str, accept: str | None = BROWSER, **kw: Any) -> TestResponse:
+    headers = {} if accept is None else {"Accept": accept}
+    with client.get(url, headers=headers, **kw) as response:
+        response.get_data()
+    return response
+
+
+# --- which listing --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["/", "/files/", "/files/sub/"])
+def test_a_browser_gets_the_html_page(client: FlaskClient, url: str) -> None:
+    response = fetch(client, url)
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert response.headers["Vary"] == "Accept"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.get_data(as_text=True).startswith("<!doctype html>")
+
+
+@pytest.mark.parametrize(
+    "accept", [None, "*/*", "application/json", "text/html;q=0.5, application/json"]
+)
+def test_api_clients_keep_the_json_listing(client: FlaskClient, accept: str | None) -> None:
+    response = fetch(client, "/files/sub/", accept)
+    assert response.mimetype == "application/json"
+    assert response.headers["Vary"] == "Accept"
+    assert [e["name"] for e in response.get_json()["entries"]] == ["b.txt", "deeper"]
+
+
+def test_the_format_query_overrides_the_accept_header(client: FlaskClient) -> None:
+    assert fetch(client, "/files/?format=json").mimetype == "application/json"
+    assert fetch(client, "/files/?format=html", "application/json").mimetype == "text/html"
+    assert fetch(client, "/?format=json", None).get_json()["path"] == "/files/"
+
+
+def test_the_root_page_lists_the_root_folder_with_links_below_files(client: FlaskClient) -> None:
+    assert (
+        read_page(fetch(client, "/")).entry_links()
+        == read_page(fetch(client, "/files/")).entry_links()
+    )
+    assert read_page(fetch(client, "/")).entry_links()["a.txt"] == "/files/a.txt"
+
+
+def test_head_of_the_page_has_no_body(client: FlaskClient) -> None:
+    with client.head("/files/", headers={"Accept": BROWSER}) as response:
+        assert response.mimetype == "text/html"
+        assert response.get_data() == b""
+
+
+def test_missing_and_hidden_folders_are_404_as_html_too(client: FlaskClient) -> None:
+    assert fetch(client, "/files/missing/").status_code == 404
+    assert fetch(client, "/files/.git/").status_code == 404
+
+
+# --- what the page shows -------------------------------------------------------------------
+
+
+def test_entries_link_to_their_files_and_hidden_ones_are_left_out(client: FlaskClient) -> None:
+    links = read_page(fetch(client, "/files/")).entry_links()
+    assert set(links) == {
+        *("a.txt", "big.bin", "empty.txt", "sub", "video.mp4"),
+        *(ODD_NAME, "dossier été", SHELLY_FOLDER),
+    }
+    assert links["sub"] == "/files/sub/"
+    assert links["dossier été"] == "/files/dossier%20%C3%A9t%C3%A9/"
+    for name, href in links.items():
+        response = fetch(client, href, None)
+        assert response.status_code == 200, name
+    assert fetch(client, links["big.bin"]).data == BIG
+    assert fetch(client, links[ODD_NAME]).data == b"odd"
+
+
+def test_sizes_are_human_with_the_exact_bytes_in_a_title(client: FlaskClient) -> None:
+    page = fetch(client, "/files/").get_data(as_text=True)
+    assert '<td class="size" title="100000 bytes">97.7 KiB</td>' in page
+    assert '<td class="size" title="0 bytes">0 B</td>' in page
+    assert '<time datetime="2023-11-14T22:13:20Z">2023-11-14T22:13:20Z</time>' in page
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.00 KiB"),
+        (1536, "1.50 KiB"),
+        (100_000, "97.7 KiB"),
+        (300 * 2**20, "300 MiB"),
+        (4_700_000_000, "4.38 GiB"),
+        (2**60, "1024 PiB"),
+    ],
+)
+def test_human_size(size: int, shown: str) -> None:
+    assert human_size(size) == shown
+
+
+def test_names_with_quotes_markup_and_unicode_are_escaped(client: FlaskClient) -> None:
+    response = fetch(client, "/files/")
+    text = response.get_data(as_text=True)
+    assert "<b>" not in text  # the name's markup never reaches the page as markup
+    page = read_page(response)
+    assert ODD_NAME in [a["text"] for a in page.links]  # but reads as the name
+    assert unquote(page.entry_links()[ODD_NAME]) == "/files/" + ODD_NAME
+
+
+def test_each_file_has_three_commands_with_its_absolute_shell_quoted_url(
+    client: FlaskClient,
+) -> None:
+    page = read_page(fetch(client, "/files/", base_url="http://files.example.org:8080"))
+    by_url: dict[str, list[list[str]]] = {}
+    for command in page.codes:
+        words = shell_words(command)
+        by_url.setdefault(words[-1], []).append(words[:-1])
+    expected = {"a.txt", "big.bin", "empty.txt", "video.mp4", ODD_NAME}
+    assert set(by_url) == {f"http://files.example.org:8080/files/{quote(n)}" for n in expected}
+    for argvs in by_url.values():
+        assert argvs == [["curl", "-C", "-", "-O"], ["wget", "-c"], ["aria2c", "-x8", "-s8"]]
+
+
+def test_commands_quote_urls_that_the_shell_would_split(client: FlaskClient) -> None:
+    folder_url = "/files/it's%20(x)%20$HOME;%20&%20z/"  # as Werkzeug quotes a path
+    response = fetch(client, folder_url)
+    assert response.status_code == 200
+    page = read_page(response)
+    url = f"http://localhost{folder_url}f.txt"
+    assert [shell_words(command) for command in page.codes] == [
+        ["curl", "-C", "-", "-O", url],
+        ["wget", "-c", url],
+        ["aria2c", "-x8", "-s8", url],
+    ]
+    assert fetch(client, url, None).data == b"shelly"
+
+
+def test_breadcrumbs_lead_back_up(client: FlaskClient, root: Path) -> None:
+    page = read_page(fetch(client, "/files/sub/deeper/"))
+    assert page.crumbs == [("files", "/files/"), ("sub", "/files/sub/"), ("deeper", None)]
+    assert read_page(fetch(client, "/")).crumbs == [("files", None)]
+    page = read_page(fetch(client, "/files/dossier%20%C3%A9t%C3%A9/"))
+    assert page.crumbs == [("files", "/files/"), ("dossier été", None)]
+
+
+def test_an_empty_folder_says_so(client: FlaskClient, root: Path) -> None:
+    (root / "empty").mkdir()
+    assert "This folder is empty." in fetch(client, "/files/empty/").get_data(as_text=True)
+
+
+def test_the_only_script_carries_the_nonce_the_policy_allows(client: FlaskClient) -> None:
+    response = fetch(client, "/files/")
+    policy = response.headers["Content-Security-Policy"]
+    (script,) = read_page(response).scripts
+    assert f"script-src 'nonce-{script['nonce']}'" in policy
+    assert "default-src 'none'" in policy
+    assert fetch(client, "/files/").headers["Content-Security-Policy"] != policy
+
+
+# --- the player ----------------------------------------------------------------------------
+
+
+def test_media_files_have_a_play_link_to_a_player_streaming_them_inline(
+    client: FlaskClient,
+) -> None:
+    page = read_page(fetch(client, "/files/"))
+    plays = [a for a in page.links if a["class"] == "play"]
+    assert [a["href"] for a in plays] == ["?play=video.mp4"]
+    assert page.media == []
+    player = read_page(fetch(client, "/files/?play=video.mp4"))
+    ((tag, attrs),) = player.media
+    assert tag == "video"
+    assert attrs["src"] == "/files/video.mp4?inline=1"
+    assert attrs["preload"] == "metadata"
+    assert "controls" in attrs
+    response = fetch(client, attrs["src"], None)
+    assert response.headers["Content-Disposition"].startswith("inline")
+
+
+def test_audio_gets_an_audio_player(client: FlaskClient) -> None:
+    page = read_page(fetch(client, "/files/dossier%20%C3%A9t%C3%A9/?play=chanson d'été.mp3"))
+    ((tag, attrs),) = page.media
+    assert tag == "audio"
+    assert attrs["src"] == "/files/dossier%20%C3%A9t%C3%A9/chanson%20d%27%C3%A9t%C3%A9.mp3?inline=1"
+
+
+@pytest.mark.parametrize("name", ["a.txt", "missing.mp4", ".hidden", "../video.mp4"])
+def test_play_is_ignored_for_anything_but_a_listed_media_file(
+    client: FlaskClient, name: str
+) -> None:
+    response = fetch(client, f"/files/?play={quote(name)}")
+    assert response.status_code == 200
+    assert read_page(response).media == []
+
+
+# --- signed links --------------------------------------------------------------------------
+
+
+def signed_query(path: str, ttl: int = 600) -> str:
+    return Signer((KEY.encode(),)).query(path, int(time.time()) + ttl, None)
+
+
+@pytest.fixture
+def signed_client(root: Path) -> Iterator[FlaskClient]:
+    app = create_app(Settings(data_root=root, signing_key=(KEY,)))
+    with app.test_client() as test_client:
+        yield test_client
+
+
+def test_a_signed_page_links_carry_their_signatures_and_open(signed_client: FlaskClient) -> None:
+    query = signed_query("")
+    for url in ("/files/", "/"):
+        assert fetch(signed_client, url).status_code == 403
+    response = fetch(signed_client, f"/?{query}")
+    assert response.status_code == 200
+    page = read_page(response)
+    expires = parse_qs(query)["expires"]
+    for name, href in page.entry_links().items():
+        assert parse_qs(urlsplit(href).query)["expires"] == expires, name
+        assert fetch(signed_client, href).status_code == 200, name
+        assert fetch(signed_client, urlsplit(href).path).status_code == 403, name
+    for command in page.codes:
+        url = shell_words(command)[-1]
+        assert fetch(signed_client, url.removeprefix("http://localhost"), None).status_code == 200
+
+
+def test_a_signed_player_keeps_the_signature_for_the_page_and_the_stream(
+    signed_client: FlaskClient,
+) -> None:
+    page = read_page(fetch(signed_client, f"/files/?{signed_query('')}"))
+    (play,) = [a["href"] for a in page.links if a["class"] == "play"]
+    response = fetch(signed_client, "/files/" + play)
+    assert response.status_code == 200
+    ((_, attrs),) = read_page(response).media
+    with signed_client.get(attrs["src"], headers={"Range": "bytes=0-3"}) as answer:
+        assert answer.status_code == 206
+        assert answer.headers["Content-Disposition"].startswith("inline")
+
+
+def test_a_signed_page_links_no_folder_above_it(signed_client: FlaskClient) -> None:
+    page = read_page(fetch(signed_client, f"/files/sub/?{signed_query('sub/')}"))
+    assert page.crumbs == [("files", None), ("sub", None)]
+    assert fetch(signed_client, page.entry_links()["deeper"]).status_code == 200
+
+
+def test_under_a_prefix_every_link_and_command_keeps_it(client: FlaskClient) -> None:
+    page = read_page(fetch(client, "/files/sub/deeper/", base_url="http://localhost/dl"))
+    assert page.crumbs == [("files", "/dl/files/"), ("sub", "/dl/files/sub/"), ("deeper", None)]
+    assert page.entry_links() == {"c.txt": "/dl/files/sub/deeper/c.txt"}
+    assert shell_words(page.codes[1]) == [
+        "wget",
+        "-c",
+        "http://localhost/dl/files/sub/deeper/c.txt",
+    ]
