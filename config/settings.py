@@ -6,6 +6,7 @@ explicit cast; a bad value raises :class:`SettingsError` naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -58,6 +59,9 @@ class Settings:
     signing_key: tuple[str, ...] = field(default=(), repr=False)
     signing_bind_client: bool = False
     signed_link_ttl: int = 3600
+    # nginx offload (deploy/nginx/): "off", or "x-accel" to hand file bytes to nginx.
+    offload: str = "off"
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +181,17 @@ def _signing_keys(variable: str, raw: str) -> tuple[str, ...]:
     return keys
 
 
+def _networks(variable: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks, kept as their normal text form."""
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not items:
+        raise SettingsError(f"{variable}: expected at least one address or network")
+    try:
+        return tuple(str(ipaddress.ip_network(item, strict=False)) for item in items)
+    except ValueError as error:
+        raise SettingsError(f"{variable}: {error}") from None
+
+
 def read_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
     """One setting from its ``DL_*`` variable, else its default, without reading the others
     (for tools such as ``python -m service.sign`` that need no data root)."""
@@ -214,4 +229,6 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "signing_key": _signing_keys,
     "signing_bind_client": _boolean,
     "signed_link_ttl": _integer(1, 10 * 366 * 86_400),
+    "offload": _choice("off", "x-accel"),
+    "trusted_proxies": _networks,
 }

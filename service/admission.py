@@ -62,6 +62,11 @@ class ClientTable:
 
         return Ticket(release)
 
+    def release(self, client: str) -> None:
+        """Free one of ``client``'s slots without its ticket: for a download whose end is
+        reported from elsewhere (nginx, with ``DL_OFFLOAD``). Never goes below zero."""
+        self._release(_key(client))
+
     def in_flight(self, client: str) -> int:
         key = _key(client)
         with self._locked() as locked:

@@ -35,10 +35,11 @@ _MAX_PATH_BYTES = 4096
 class OpenFile:
     """An open regular file and the facts of the version it holds. Closing is idempotent."""
 
-    __slots__ = ("fd", "representation")
+    __slots__ = ("fd", "path", "representation")
 
-    def __init__(self, fd: int, name: str, facts: os.stat_result) -> None:
+    def __init__(self, fd: int, name: str, facts: os.stat_result, path: str = "") -> None:
         self.fd: int | None = fd
+        self.path = path  # the resolved real path that was opened (for nginx offload)
         self.representation = Representation(name, facts.st_size, facts.st_mtime_ns)
 
     def close(self) -> None:
@@ -77,7 +78,7 @@ class Catalog:
         if not stat.S_ISREG(facts.st_mode):  # replaced between stat and open
             os.close(fd)
             raise NotFoundError
-        return OpenFile(fd, os.path.basename(real), facts)
+        return OpenFile(fd, os.path.basename(real), facts, real)
 
     def list_folder(self, url_path: str) -> list[FolderEntry]:
         """The servable entries of the folder at ``url_path``, sorted by name."""
@@ -103,6 +104,12 @@ class Catalog:
         is_folder = stat.S_ISDIR(facts.st_mode)
         size = 0 if is_folder else facts.st_size
         return FolderEntry(item.name, is_folder, size, facts.st_mtime_ns)
+
+    def relative_path(self, real: str) -> str | None:
+        """``real`` (a path from :meth:`open_file`) below the root, or None when outside."""
+        if not real.startswith(os.path.join(self.root, "")):
+            return None
+        return os.path.relpath(real, self.root)
 
     def _servable_name(self, name: str) -> bool:
         if name.startswith(".") and not self.serve_hidden:

@@ -14,7 +14,7 @@ from flask import Response, stream_with_context
 from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
-from service import admission
+from service import admission, offload
 from service.accesslog import TRANSFER_KEY
 from service.catalog import OpenFile
 from service.errors import status_line, text_response
@@ -38,6 +38,12 @@ def file_response(
     if ticket is None:
         opened.close()
         return _too_many_downloads()
+    if settings.offload == "x-accel":
+        accel = offload.accel_response(opened, plan, settings)
+        if accel is not None:  # nginx sends the bytes; its post_action frees the slot
+            opened.close()
+            return accel
+        plan = offload.streamed(plan)
     restore_timeout = limit_send_time(environ, settings.send_timeout)
     chunks = iter_body(
         opened,

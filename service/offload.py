@@ -1,0 +1,108 @@
+"""nginx offload (``DL_OFFLOAD=x-accel``): the app decides, nginx sends the bytes.
+
+For a plan nginx can deliver unchanged (:mod:`service.sansio.offload`) the answer is an
+empty 200 carrying ``X-Accel-Redirect`` to an ``internal`` location, the header fields
+nginx keeps (Content-Type, Content-Disposition, Cache-Control, Accept-Ranges), those the
+location copies from ``$upstream_http_*`` (ETag, Last-Modified, X-Content-Type-Options,
+X-Request-Id) and the rate limit. nginx computes Content-Length and Content-Range itself.
+
+The download's slot (``DL_MAX_DOWNLOADS_PER_CLIENT``) stays taken after the app has
+answered; nginx's ``post_action`` reports the end of the delivery to ``/_offload/done``,
+which frees it. Plans nginx would answer differently are streamed by the app, with
+``X-Accel-Buffering: no`` so nginx passes them on as they come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from config import Settings
+from service import admission
+from service.catalog import Catalog, OpenFile
+from service.errors import status_line, text_response
+from service.forwarded import PEER_KEY, TrustedProxy
+from service.sansio import Plan
+from service.sansio.media_types import guess_type
+from service.sansio.offload import (
+    INTERNAL_PREFIX,
+    RequestFields,
+    accel_target,
+    choose_location,
+)
+from service.sansio.plan import CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED
+
+#: nginx has no X-Accel header for limit_rate_after: the location reads this one.
+RATE_AFTER_HEADER = "X-Download-Limit-Rate-After"
+#: Set by nginx's post_action only; the public location clears it on client requests.
+DONE_HEADER = "X-Offload-Done"
+DONE_PATH = INTERNAL_PREFIX + "/done"
+_NGINX_COMPUTES = {CONTENT_LENGTH.lower(), CONTENT_RANGE.lower(), CONTENT_TYPE.lower()}
+
+bp = Blueprint("offload", __name__)
+
+
+def install(app: Flask, settings: Settings) -> None:
+    """Take the client address from nginx and accept its end-of-delivery reports."""
+    app.register_blueprint(bp)
+    proxy = TrustedProxy(app.wsgi_app, settings.trusted_proxies)
+    app.extensions["trusted_proxy"] = proxy
+    app.wsgi_app = proxy  # type: ignore[method-assign]
+
+
+def accel_response(opened: OpenFile, plan: Plan, settings: Settings) -> Response | None:
+    """The X-Accel-Redirect answer for ``plan``, or None when the app must stream it."""
+    catalog: Catalog = current_app.extensions["catalog"]
+    relative = catalog.relative_path(opened.path) if opened.path else None
+    if relative is None:
+        return None  # an allowed symlink out of the root: nginx's alias cannot reach it
+    headers = dict(plan.headers)
+    location = choose_location(
+        plan,
+        _request_fields(request.environ),
+        opened.representation.size,
+        headers.get(ETAG, ""),
+        headers.get(LAST_MODIFIED, ""),
+    )
+    if location is None:
+        return None
+    kept = [(k, v) for k, v in plan.headers if k.lower() not in _NGINX_COMPUTES]
+    kept += [
+        # The representation's own type: nginx builds multipart/byteranges around it.
+        (CONTENT_TYPE, guess_type(opened.representation.name)),
+        ("X-Accel-Redirect", accel_target(location, relative)),
+        ("X-Accel-Limit-Rate", str(settings.rate_limit)),
+        (RATE_AFTER_HEADER, str(settings.rate_limit_after)),
+    ]
+    return Response(b"", status_line(200), kept)
+
+
+def streamed(plan: Plan) -> Plan:
+    """``plan`` for the app's own stream behind nginx: unbuffered, so the rate limit, the
+    send timeout and the download slot see the client, not nginx's buffers."""
+    return Plan(plan.status, (*plan.headers, ("X-Accel-Buffering", "no")), plan.body)
+
+
+def _request_fields(environ: Mapping[str, Any]) -> RequestFields:
+    return RequestFields(
+        range=environ.get("HTTP_RANGE"),
+        if_range=environ.get("HTTP_IF_RANGE"),
+        if_match=environ.get("HTTP_IF_MATCH"),
+        if_unmodified_since=environ.get("HTTP_IF_UNMODIFIED_SINCE"),
+    )
+
+
+@bp.get(DONE_PATH)
+def done() -> Response:
+    """nginx's post_action after an offloaded delivery ended (complete or not): free the
+    client's download slot. Only from a trusted proxy, and only with nginx's marker."""
+    proxy: TrustedProxy = current_app.extensions["trusted_proxy"]
+    from_nginx = request.headers.get(DONE_HEADER) == "1"
+    if not (from_nginx and proxy.trusts(request.environ.get(PEER_KEY, ""))):
+        return text_response(404, "Not Found")
+    settings: Settings = current_app.extensions["settings"]
+    if settings.max_downloads_per_client:
+        admission.table().release(str(request.remote_addr or ""))
+    return Response(b"", status_line(204))
