@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Make sure the real clients the tests drive are installed (Debian packages).
+# Make sure the real clients and servers the tests drive are installed (Debian packages):
+# HTTP clients, ffmpeg, and HAProxy and nginx (slice module) for tests/multinode.
 # Installs what is missing when it can (root or sudo); otherwise says what to install,
 # and those tests skip (outside CI) or fail (in CI, where CI is set).
 set -euo pipefail
 
 declare -A package_of=(
   [curl]=curl [wget]=wget [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
+  [haproxy]=haproxy [nginx]=nginx
 )
 missing=()
 for tool in "${!package_of[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
+  # haproxy and nginx live in /usr/sbin, which is not on every user's PATH.
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("${package_of[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 readarray -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
