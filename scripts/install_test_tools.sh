@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Make sure the real clients and servers the tests drive are installed (Debian packages),
-# and the headless browser for the browse page (Debian's chromium; Playwright drives it,
-# and `playwright install` is never needed).
+# Make sure the real clients and servers the tests drive are installed (Debian packages):
+# HTTP clients, ffmpeg, HAProxy and nginx (slice module), and the headless browser for the
+# browse page (Debian's chromium; Playwright drives it, `playwright install` is never needed).
 # Installs what is missing when it can (root or sudo); otherwise says what to install,
 # and those tests skip (outside CI) or fail (in CI, where CI is set).
 set -euo pipefail
 
 declare -A package_of=(
   [curl]=curl [wget]=wget [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
-  [chromium]=chromium [nginx]=nginx [envsubst]=gettext-base
+  [chromium]=chromium [nginx]=nginx [envsubst]=gettext-base [haproxy]=haproxy
 )
 missing=()
 for tool in "${!package_of[@]}"; do
-  # nginx lives in /usr/sbin, which a user's PATH may lack.
+  # haproxy and nginx live in /usr/sbin, which is not on every user's PATH.
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("${package_of[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -1,0 +1,1 @@
+"""Deployment templates for several nodes: HAProxy in front, an nginx cache tier."""

@@ -1,0 +1,61 @@
+"""Fill the ``@name@`` placeholders of a deployment template.
+
+The tests and ``bench/multinode.py`` render the very files an operator deploys, with
+their own ports and folders. A placeholder left unfilled, or a value given for one the
+template does not have, is an error: a template and its callers cannot drift apart.
+
+    python -m deploy.render deploy/haproxy/haproxy.cfg.in bind=:80 \
+        state_dir=/run/haproxy --node 10.0.0.11:8000 --node 10.0.0.12:8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+DEPLOY = Path(__file__).resolve().parent
+HAPROXY_TEMPLATE = DEPLOY / "haproxy" / "haproxy.cfg.in"
+NGINX_CACHE_TEMPLATE = DEPLOY / "nginx-cache" / "nginx.conf.in"
+
+_PLACEHOLDER = re.compile(r"@([a-z_]+)@")
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """``template`` with every ``@name@`` replaced by ``values[name]``."""
+    wanted = set(_PLACEHOLDER.findall(template))
+    missing = wanted - values.keys()
+    unknown = values.keys() - wanted
+    if missing or unknown:
+        raise ValueError(f"placeholders missing: {sorted(missing)}, unknown: {sorted(unknown)}")
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def haproxy_servers(nodes: Sequence[str]) -> str:
+    """One ``server`` line per node address (``host:port``), named node1, node2, ..."""
+    return "\n".join(f"    server node{i} {node}" for i, node in enumerate(nodes, 1))
+
+
+def render_file(path: Path, values: Mapping[str, str], nodes: Sequence[str] = ()) -> str:
+    """Render a template file; ``nodes`` fill its ``@servers@`` placeholder if it has one."""
+    text = path.read_text()
+    if "@servers@" in text:
+        values = {**values, "servers": haproxy_servers(nodes)}
+    return render(text, values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("template", type=Path)
+    parser.add_argument("values", nargs="*", help="name=value for each placeholder")
+    parser.add_argument("--node", action="append", default=[], help="host:port of a node")
+    args = parser.parse_args(argv)
+    values = dict(item.split("=", 1) for item in args.values)
+    sys.stdout.write(render_file(args.template, values, args.node))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Several service nodes behind HAProxy, and the nginx caching tier (deploy/)."""
