@@ -19,6 +19,7 @@ from pathlib import Path
 DEPLOY = Path(__file__).resolve().parent
 HAPROXY_TEMPLATE = DEPLOY / "haproxy" / "haproxy.cfg.in"
 NGINX_CACHE_TEMPLATE = DEPLOY / "nginx-cache" / "nginx.conf.in"
+NGINX_OFFLOAD_TEMPLATE = DEPLOY / "nginx" / "download.conf.in"
 
 _PLACEHOLDER = re.compile(r"@([a-z_]+)@")
 

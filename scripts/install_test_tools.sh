@@ -8,7 +8,7 @@ set -euo pipefail
 
 declare -A package_of=(
   [curl]=curl [wget]=wget [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
-  [chromium]=chromium [nginx]=nginx [envsubst]=gettext-base [haproxy]=haproxy
+  [chromium]=chromium [nginx]=nginx [haproxy]=haproxy
 )
 missing=()
 for tool in "${!package_of[@]}"; do

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from service.sansio.plan import Plan
 from service.sansio.ranges import Span
 
-#: The internal locations of deploy/nginx/download.conf.template live below this.
+#: The internal locations of deploy/nginx/download.conf.in live below this.
 INTERNAL_PREFIX = "/_offload"
 _MAX_OFF_T = 2**63 - 1  # nginx refuses (416) numerals past off_t
 

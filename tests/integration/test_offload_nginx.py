@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.render import NGINX_OFFLOAD_TEMPLATE
 from service.sansio.validators import format_http_date
 from tests.integration import rawhttp
 from tests.integration.helpers import MiB, etag_of, sha256, write_big_file
@@ -326,6 +327,6 @@ def test_a_changed_file_is_described_by_the_app_and_sent_whole_by_nginx(pair: Pa
 
 
 def test_nginx_config_keeps_one_template_for_deployment_and_tests() -> None:
-    template = (Path(__file__).parents[2] / "deploy/nginx/download.conf.template").read_text()
-    placeholders = set(re.findall(r"\$\{(\w+)\}", template))
-    assert placeholders == {"DL_NGINX_LISTEN", "DL_NGINX_UPSTREAM", "DL_DATA_ROOT"}
+    template = NGINX_OFFLOAD_TEMPLATE.read_text()
+    placeholders = set(re.findall(r"@(\w+)@", template))
+    assert placeholders == {"listen", "upstream", "data_root"}

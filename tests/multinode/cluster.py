@@ -24,39 +24,14 @@ from pathlib import Path
 
 from deploy.render import HAPROXY_TEMPLATE, NGINX_CACHE_TEMPLATE, render_file
 from tests.clients.support import Access, parse_access_log
+from tests.support import daemon
 from tests.support.server import GunicornServer, free_port
-
-START_TIMEOUT = 20.0
 
 
 def replicate(source: Path, target: Path) -> Path:
     """Copy the tree ``source`` to ``target`` with mtimes preserved (new inodes)."""
     shutil.copytree(source, target, copy_function=shutil.copy2)
     return target
-
-
-def _wait_port(host: str, port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited early with status {process.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {host}:{port} in {START_TIMEOUT}s")
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 @dataclass
@@ -103,20 +78,9 @@ class HAProxy:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> HAProxy:
-        check = subprocess.run(
-            [self.binary, "-c", "-q", "-f", str(self.config)], capture_output=True, check=False
-        )
-        if check.returncode != 0:
-            raise RuntimeError(f"haproxy -c rejected the config:\n{check.stderr.decode()}")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [self.binary, "-db", "-f", str(self.config), "-p", str(self.workdir / "pid")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        _wait_port(self.host, self.port, self.process, "haproxy")
+        daemon.check_config([self.binary, "-c", "-q", "-f", str(self.config)], "haproxy -c")
+        argv = [self.binary, "-db", "-f", str(self.config), "-p", str(self.workdir / "pid")]
+        self.process = daemon.start(argv, self.log_path, self.host, self.port)
         return self
 
     def admin(self, command: str) -> str:
@@ -155,7 +119,7 @@ class HAProxy:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        _stop(self.process)
+        daemon.stop(self.process)
 
 
 class NginxCache:
@@ -201,18 +165,9 @@ class NginxCache:
         ]
 
     def start(self) -> NginxCache:
-        check = subprocess.run(self._argv("-t", "-q"), capture_output=True, check=False)
-        if check.returncode != 0:
-            raise RuntimeError(f"nginx -t rejected the config:\n{check.stderr.decode()}")
-        with open(self.workdir / "nginx.out", "ab") as out:
-            self.process = subprocess.Popen(
-                self._argv("-g", "daemon off;"),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        _wait_port(self.host, self.port, self.process, "nginx")
+        daemon.check_config(self._argv("-t", "-q"), "nginx -t")
+        argv = self._argv("-g", "daemon off;")
+        self.process = daemon.start(argv, self.workdir / "nginx.out", self.host, self.port)
         return self
 
     def access_log(self) -> str:
@@ -224,7 +179,7 @@ class NginxCache:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        _stop(self.process)
+        daemon.stop(self.process)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A real nginx on a free 127.0.0.1 port, configured by deploy/nginx/'s template.
 
-The template is rendered by deploy/nginx/render.sh (envsubst), exactly as deployed, and
+The template is rendered by deploy/render.py, exactly as deployed, and
 included in a minimal main config whose pid, logs and temp paths all live in a temporary
 folder. nginx runs in the foreground (``daemon off``) as the test user; ``stop()`` ends it.
 """
@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-import pytest
-
-from tests.support.server import REPO, free_port
+from deploy.render import NGINX_OFFLOAD_TEMPLATE, render_file
+from tests.support import daemon
+from tests.support.server import free_port
 from tests.support.tools import require_tool
 
-TEMPLATE = REPO / "deploy" / "nginx" / "download.conf.template"
-RENDER = REPO / "deploy" / "nginx" / "render.sh"
 START_TIMEOUT = 10.0
 
 _MAIN = """\
@@ -52,18 +47,8 @@ def find_nginx() -> str:
 
 
 def render(data_root: Path, listen: str, upstream: str) -> str:
-    require_tool("envsubst")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DL_NGINX_LISTEN": listen,
-        "DL_NGINX_UPSTREAM": upstream,
-        "DL_DATA_ROOT": str(data_root),
-    }
-    text = subprocess.run(
-        ["sh", str(RENDER)], env=env, check=True, capture_output=True, text=True
-    ).stdout
-    assert "${DL_" not in text, "a placeholder was left unrendered"
-    return text
+    values = {"listen": listen, "upstream": upstream, "data_root": str(data_root.resolve())}
+    return render_file(NGINX_OFFLOAD_TEMPLATE, values)
 
 
 class NginxServer:
@@ -89,35 +74,13 @@ class NginxServer:
 
     def start(self) -> NginxServer:
         nginx = find_nginx()
-        conf = str(self.run_dir / "nginx.conf")
-        check = subprocess.run(
-            [nginx, "-t", "-q", "-p", str(self.run_dir), "-c", conf], capture_output=True
-        )
-        if check.returncode != 0:
-            pytest.fail(f"nginx -t refused the rendered config:\n{check.stderr.decode()}")
-        with open(self.run_dir / "stderr.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [nginx, "-p", str(self.run_dir), "-c", conf],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._wait_ready()
+        argv = [nginx, "-p", str(self.run_dir), "-c", str(self.run_dir / "nginx.conf")]
+        daemon.check_config([*argv, "-t", "-q"], "nginx -t")
+        try:
+            self.process = daemon.start(argv, self.run_dir / "stderr.log", self.host, self.port)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{self.log()}") from None
         return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited early:\n{self.log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not listen in {START_TIMEOUT}s:\n{self.log()}")
 
     def log(self) -> str:
         parts = []
@@ -128,11 +91,4 @@ class NginxServer:
         return "\n".join(parts)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)  # fast shutdown: master and workers
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        daemon.stop(self.process)  # fast shutdown: master and workers
