@@ -61,6 +61,9 @@ class Settings:
     signed_link_ttl: int = 3600
     # nginx offload (deploy/nginx/): "off", or "x-accel" to hand file bytes to nginx.
     offload: str = "off"
+    # The client address from a trusted proxy's X-Real-IP: always with offload on, and
+    # behind any other proxy that overwrites the header (deploy/haproxy/) when asked.
+    behind_proxy: bool = False
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
     @classmethod
@@ -230,5 +233,6 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "signing_bind_client": _boolean,
     "signed_link_ttl": _integer(1, 10 * 366 * 86_400),
     "offload": _choice("off", "x-accel"),
+    "behind_proxy": _boolean,
     "trusted_proxies": _networks,
 }

@@ -13,7 +13,7 @@ from service.links import make_signer
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; without ``settings`` they are read from ``DL_*`` variables."""
-    from service import health, offload, views
+    from service import forwarded, health, offload, views
 
     settings = Settings.from_env() if settings is None else settings.validated()
     app = Flask(__name__)
@@ -32,5 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.access_log:
         accesslog.install(app)
     if settings.offload != "off":
-        offload.install(app, settings)  # outermost: the access log sees the real client
+        offload.install(app, settings)
+    if settings.offload != "off" or settings.behind_proxy:
+        forwarded.install(app, settings)  # outermost: the access log sees the real client
     return app

@@ -1,10 +1,11 @@
-"""The client's address behind nginx: ``X-Real-IP``, believed only from a trusted proxy.
+"""The client's address behind a proxy: ``X-Real-IP``, believed only from a trusted one.
 
-Installed only with ``DL_OFFLOAD`` on. When the TCP peer is one of ``DL_TRUSTED_PROXIES``
-(or a unix socket, which only local processes can reach), ``REMOTE_ADDR`` becomes the
-address in ``X-Real-IP``, which deploy/nginx/ sets to ``$remote_addr``, overwriting
-whatever the client sent. From any other peer the header is ignored. Every user of the
-address (download caps, client-bound signed links, the access log) reads ``REMOTE_ADDR``.
+Installed with ``DL_OFFLOAD`` or ``DL_BEHIND_PROXY`` on. When the TCP peer is one of
+``DL_TRUSTED_PROXIES`` (or a unix socket, which only local processes can reach),
+``REMOTE_ADDR`` becomes the address in ``X-Real-IP``, which deploy/nginx/ and
+deploy/haproxy/ set to the client's address, overwriting whatever the client sent. From
+any other peer the header is ignored. Every user of the address (download caps,
+client-bound signed links, the access log) reads ``REMOTE_ADDR``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from flask import Flask
+
+from config import Settings
 
 #: The TCP peer, kept in the environ when REMOTE_ADDR is replaced.
 PEER_KEY = "download_service.peer"
@@ -52,3 +57,10 @@ class TrustedProxy:
             if client is not None:
                 environ["REMOTE_ADDR"] = str(client)
         return self.app(environ, start_response)
+
+
+def install(app: Flask, settings: Settings) -> None:
+    """Make ``REMOTE_ADDR`` the client's address when a trusted proxy names it."""
+    proxy = TrustedProxy(app.wsgi_app, settings.trusted_proxies)
+    app.extensions["trusted_proxy"] = proxy
+    app.wsgi_app = proxy  # type: ignore[method-assign]

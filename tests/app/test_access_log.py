@@ -185,3 +185,24 @@ def test_the_log_can_be_turned_off(tmp_path: Path, records) -> None:
     list(body)
     body.close()
     assert records.lines == []
+
+
+@pytest.mark.parametrize(
+    ("behind_proxy", "peer", "logged"),
+    [
+        (True, "127.0.0.1", "198.51.100.7"),  # a trusted proxy names the client
+        (True, "192.0.2.9", "192.0.2.9"),  # anyone else cannot
+        (False, "127.0.0.1", "127.0.0.1"),  # not behind a proxy: the header means nothing
+    ],
+)
+def test_behind_a_proxy_the_client_is_the_one_a_trusted_proxy_names(
+    tmp_path: Path, records: Records, behind_proxy: bool, peer: str, logged: str
+) -> None:
+    settings = Settings(data_root=build_tree(tmp_path), behind_proxy=behind_proxy)
+    _, body = call(
+        create_app(settings), "/files/big.bin", REMOTE_ADDR=peer, HTTP_X_REAL_IP="198.51.100.7"
+    )
+    b"".join(body)
+    body.close()
+    (line,) = records.lines
+    assert line["client"] == logged
