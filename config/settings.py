@@ -6,6 +6,7 @@ explicit cast; a bad value raises :class:`SettingsError` naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -58,6 +60,13 @@ class Settings:
     signing_key: tuple[str, ...] = field(default=(), repr=False)
     signing_bind_client: bool = False
     signed_link_ttl: int = 3600
+    # Prometheus metrics at /metrics, for the networks in metrics_allow (loopback).
+    metrics: bool = True
+    metrics_dir: Path | None = None
+    metrics_allow: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +186,17 @@ def _signing_keys(variable: str, raw: str) -> tuple[str, ...]:
     return keys
 
 
+def _networks(variable: str, raw: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR networks (host bits may be set)."""
+    items = [item.strip() for item in raw.split(",")]
+    if not any(items):
+        raise SettingsError(f"{variable}: is empty; set DL_METRICS=0 to turn metrics off")
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as error:
+        raise SettingsError(f"{variable}: {error}") from None
+
+
 def read_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
     """One setting from its ``DL_*`` variable, else its default, without reading the others
     (for tools such as ``python -m service.sign`` that need no data root)."""
@@ -214,4 +234,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "signing_key": _signing_keys,
     "signing_bind_client": _boolean,
     "signed_link_ttl": _integer(1, 10 * 366 * 86_400),
+    "metrics": _boolean,
+    "metrics_dir": _path,
+    "metrics_allow": _networks,
 }

@@ -11,6 +11,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from config import Settings
+from service.accesslog import KIND_KEY
 from service.catalog import Catalog
 from service.errors import IsFolderError
 from service.links import entry_signer, require_signature
@@ -50,6 +51,7 @@ def _listing(catalog: Catalog, name: str) -> Response:
     document = folder_document(url_prefix, catalog.list_folder(name), entry_signer(name))
     response = jsonify(document)
     response.headers["Cache-Control"] = "no-cache"
+    request.environ[KIND_KEY] = "listing"
     return response
 
 
