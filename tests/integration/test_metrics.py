@@ -272,6 +272,15 @@ def test_a_worker_killed_mid_download_keeps_the_totals_and_drops_its_transfer(
     os.kill(victim, signal.SIGTERM)
     wait_loaded(server, victim)
     assert files(scrape(server)) == {("200", "full"): 5}
+    # A reload (SIGHUP) re-reads gunicorn.conf.py and replaces every worker: the master
+    # is the same, so is its folder, and the totals stay.
+    assert server.process is not None
+    old = server.worker_pids()
+    os.kill(server.process.pid, signal.SIGHUP)
+    for pid in old:
+        wait_loaded(server, pid)
+    assert files(scrape(server)) == {("200", "full"): 5}
+    assert {path.parent for pid in server.worker_pids() for path in metric_files(pid)} == {folder}
     # By default the folder is the master's own, in memory, and goes with it.
     assert folder.parent == Path("/dev/shm")
     assert folder.is_dir()
