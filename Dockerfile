@@ -9,7 +9,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 RUN python -m venv /app/.venv
 COPY requirements.lock pyproject.toml README.md ./
-RUN /app/.venv/bin/pip install -c requirements.lock "flask" "gunicorn[gevent]" "gevent"
+RUN /app/.venv/bin/pip install -c requirements.lock "flask" "gunicorn[gevent]" "gevent" \
+    "prometheus_client"
 COPY config ./config
 COPY service ./service
 COPY gunicorn.conf.py ./

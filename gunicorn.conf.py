@@ -7,9 +7,10 @@ once with a message naming the variable.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from config import Settings
-from service import admission
+from service import admission, metricsdir
 
 _settings = Settings.from_env()
 # Made here, in the master, so that every forked worker counts in the same table.
@@ -49,3 +50,18 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
+
+
+# Metrics (DL_METRICS): one fresh folder per master, where every worker keeps its values.
+def on_starting(server: Any) -> None:
+    if _settings.metrics:
+        metricsdir.prepare(_settings.metrics_dir)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if _settings.metrics:
+        metricsdir.worker_exited(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    metricsdir.remove_created()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -64,7 +65,17 @@ class Settings:
     # The client address from a trusted proxy's X-Real-IP: always with offload on, and
     # behind any other proxy that overwrites the header (deploy/haproxy/) when asked.
     behind_proxy: bool = False
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    trusted_proxies: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("::1/128"),
+    )
+    # Prometheus metrics at /metrics, for the networks in metrics_allow (loopback).
+    metrics: bool = True
+    metrics_dir: Path | None = None
+    metrics_allow: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -184,13 +195,13 @@ def _signing_keys(variable: str, raw: str) -> tuple[str, ...]:
     return keys
 
 
-def _networks(variable: str, raw: str) -> tuple[str, ...]:
-    """Comma-separated addresses or CIDR networks, kept as their normal text form."""
-    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+def _networks(variable: str, raw: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR networks (host bits may be set)."""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
     if not items:
         raise SettingsError(f"{variable}: expected at least one address or network")
     try:
-        return tuple(str(ipaddress.ip_network(item, strict=False)) for item in items)
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
     except ValueError as error:
         raise SettingsError(f"{variable}: {error}") from None
 
@@ -235,4 +246,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "offload": _choice("off", "x-accel"),
     "behind_proxy": _boolean,
     "trusted_proxies": _networks,
+    "metrics": _boolean,
+    "metrics_dir": _path,
+    "metrics_allow": _networks,
 }

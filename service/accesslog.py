@@ -9,6 +9,9 @@ transfer ended is one of ``complete``, ``aborted`` (the client left or stalled),
 Fields: ``time``, ``id`` (the request's ``X-Request-Id`` when it is a sane token, else a
 new one; echoed in the response), ``client``, ``method``, ``target``, ``protocol``,
 ``status``, ``range``, ``bytes``, ``duration_ms``, ``outcome``, ``user_agent``.
+
+The same record feeds any *observers* (the metrics): each hears when a response starts
+and when it is finished, with the kind of answer the view put under ``KIND_KEY``.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from service.errors import TruncatedFileError
 
 TRANSFER_KEY = "download_service.transfer"
+#: Where the view says what kind of answer it gave (``Plan.kind``, ``listing``, ...).
+KIND_KEY = "download_service.kind"
 LOGGER = "service.access"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -45,6 +50,8 @@ class Transfer:
         self.status = 0
         self.bytes = 0
         self.outcome = "complete"
+        #: The view's ``KIND_KEY``, read once the response has started; None before.
+        self.kind: str | None = None
 
     def sent_directly(self, count: int) -> None:
         self.bytes += count
@@ -78,12 +85,28 @@ def _target(environ: dict[str, Any]) -> str:
     return quote(environ.get("PATH_INFO", "")) + (f"?{query}" if query else "")
 
 
-class AccessLog:
-    """WSGI middleware that logs each request once its response is closed."""
+class Observer(Protocol):
+    """Hears of every request: ``started`` once its response has begun (not when the
+    app raised), ``finished`` exactly once when it is over, in every case."""
 
-    def __init__(self, app: WSGIApp, logger: logging.Logger) -> None:
+    def started(self, transfer: Transfer) -> None: ...
+
+    def finished(self, transfer: Transfer) -> None: ...
+
+
+class AccessLog:
+    """WSGI middleware that logs each request once its response is closed (no log
+    with ``logger=None``) and tells the observers."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        logger: logging.Logger | None,
+        observers: Sequence[Observer] = (),
+    ) -> None:
         self.app = app
         self.logger = logger
+        self.observers = tuple(observers)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         transfer = Transfer(environ)
@@ -98,24 +121,30 @@ class AccessLog:
             body = self.app(environ, start)
         except BaseException:
             transfer.outcome = "error"
-            self._log(transfer)
+            self._finish(transfer)
             raise
-        return _Counted(body, transfer, self._log)
+        transfer.kind = environ.get(KIND_KEY, "other")
+        for observer in self.observers:
+            observer.started(transfer)
+        return _Counted(body, transfer, self._finish)
 
-    def _log(self, transfer: Transfer) -> None:
-        self.logger.info(json.dumps(transfer.record(), ensure_ascii=True))
+    def _finish(self, transfer: Transfer) -> None:
+        if self.logger is not None:
+            self.logger.info(json.dumps(transfer.record(), ensure_ascii=True))
+        for observer in self.observers:
+            observer.finished(transfer)
 
 
 class _Counted:
     """Passes the body through, counting a chunk once the server asks for the next."""
 
     def __init__(
-        self, body: Iterable[bytes], transfer: Transfer, log: Callable[[Transfer], None]
+        self, body: Iterable[bytes], transfer: Transfer, finish: Callable[[Transfer], None]
     ) -> None:
         self._body = body
         self._chunks: Iterator[bytes] = iter(body)
         self._transfer = transfer
-        self._log = log
+        self._report = finish
         self._pending = 0
         self._finished = False
         self._closed = False
@@ -152,11 +181,16 @@ class _Counted:
             transfer = self._transfer
             if not self._finished and transfer.outcome == "complete":
                 transfer.outcome = "aborted"
-            self._log(transfer)
+            self._report(transfer)
 
 
-def install(app: Any) -> None:
-    """Wrap ``app.wsgi_app``; the log goes to stdout, one line per request."""
+def install(app: Any, *, log: bool = True, observers: Sequence[Observer] = ()) -> None:
+    """Wrap ``app.wsgi_app``; the log (unless ``log`` is false) goes to stdout, one line
+    per request."""
+    app.wsgi_app = AccessLog(app.wsgi_app, _logger() if log else None, observers)
+
+
+def _logger() -> logging.Logger:
     logger = logging.getLogger(LOGGER)
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
@@ -164,4 +198,4 @@ def install(app: Any) -> None:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
-    app.wsgi_app = AccessLog(app.wsgi_app, logger)
+    return logger

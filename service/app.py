@@ -29,8 +29,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)
-    if settings.access_log:
-        accesslog.install(app)
+    observers: list[accesslog.Observer] = []
+    if settings.metrics:
+        from service import metrics  # loads prometheus_client: only when metrics are on
+
+        observers.append(metrics.install(app, settings))
+    if settings.access_log or observers:
+        accesslog.install(app, log=settings.access_log, observers=observers)
     if settings.offload != "off":
         offload.install(app, settings)
     if settings.offload != "off" or settings.behind_proxy:

@@ -10,50 +10,35 @@ client-bound signed links, the access log) reads ``REMOTE_ADDR``.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
 
 from config import Settings
+from service.sansio.addresses import Network, local_or_within, parse_address
 
 #: The TCP peer, kept in the environ when REMOTE_ADDR is replaced.
 PEER_KEY = "download_service.peer"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _address(text: str) -> Address | None:
-    try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    return address
 
 
 class TrustedProxy:
     """WSGI middleware: REMOTE_ADDR from X-Real-IP when the peer is a trusted proxy."""
 
-    def __init__(self, app: WSGIApp, trusted: Iterable[str]) -> None:
+    def __init__(self, app: WSGIApp, trusted: Iterable[Network]) -> None:
         self.app = app
-        self.networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in trusted)
+        self.networks = tuple(trusted)
 
     def trusts(self, peer: str) -> bool:
-        address = _address(peer)
-        if address is None:
-            return True  # a unix socket: only processes on this host can connect
-        return any(address in network for network in self.networks)
+        return local_or_within(peer, self.networks)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         peer = str(environ.get("REMOTE_ADDR") or "")
         environ[PEER_KEY] = peer
         if self.trusts(peer):
-            client = _address(str(environ.get("HTTP_X_REAL_IP", "")))
+            client = parse_address(str(environ.get("HTTP_X_REAL_IP", "")))
             if client is not None:
                 environ["REMOTE_ADDR"] = str(client)
         return self.app(environ, start_response)

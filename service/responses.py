@@ -7,7 +7,7 @@ through the server or straight to its socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 from flask import Response, stream_with_context
@@ -15,7 +15,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
 from service import admission, offload
-from service.accesslog import TRANSFER_KEY
+from service.accesslog import KIND_KEY, TRANSFER_KEY
 from service.catalog import OpenFile
 from service.errors import status_line, text_response
 from service.sansio import Plan
@@ -27,10 +27,14 @@ RETRY_AFTER = 5
 
 
 def file_response(
-    opened: OpenFile, plan: Plan, settings: Settings, environ: Mapping[str, Any]
+    opened: OpenFile, plan: Plan, settings: Settings, environ: MutableMapping[str, Any]
 ) -> Response:
-    """Stream the planned body; a plan without file bytes closes the file at once."""
+    """Stream the planned body; a plan without file bytes closes the file at once.
+
+    The planned answer's kind goes into the environ for the metrics; a refusal has none.
+    """
     if not plan.reads_file:
+        environ[KIND_KEY] = plan.kind
         opened.close()
         body = [s for s in plan.body if isinstance(s, bytes)]  # short text; none for HEAD, 304
         return Response(body, status_line(plan.status), plan.headers, direct_passthrough=True)
@@ -38,6 +42,7 @@ def file_response(
     if ticket is None:
         opened.close()
         return _too_many_downloads()
+    environ[KIND_KEY] = plan.kind
     if settings.offload == "x-accel":
         accel = offload.accel_response(opened, plan, settings)
         if accel is not None:  # nginx sends the bytes; its post_action frees the slot

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from config import Settings
 from service import browse
+from service.accesslog import KIND_KEY
 from service.catalog import Catalog
 from service.errors import IsFolderError
 from service.links import entry_signer, require_signature
@@ -57,6 +58,7 @@ def _listing(catalog: Catalog, name: str) -> Response:
         response = jsonify(document)
     response.headers["Cache-Control"] = "no-cache"
     response.vary.add("Accept")  # RFC 9110 §12.5.5: the same URL is HTML or JSON
+    request.environ[KIND_KEY] = "listing"
     return response
 
 

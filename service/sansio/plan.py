@@ -73,6 +73,15 @@ class Policy:
     inline: bool = False
 
 
+#: What each planned status is; a 206 is ``range`` or ``multipart`` (see ``Plan.kind``).
+_KINDS = {
+    200: "full",
+    304: "not_modified",
+    412: "precondition_failed",
+    416: "range_not_satisfiable",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     status: int
@@ -82,6 +91,16 @@ class Plan:
     @property
     def reads_file(self) -> bool:
         return any(isinstance(segment, Span) for segment in self.body)
+
+    @property
+    def kind(self) -> str:
+        """``full``, ``range``, ``multipart``, ``not_modified``, ``precondition_failed``
+        or ``range_not_satisfiable``, for metrics; a HEAD has its GET's kind."""
+        if self.status != 206:
+            return _KINDS[self.status]
+        # §15.3.7.2: a multipart answer has no top-level Content-Range.
+        single = any(name == CONTENT_RANGE for name, _ in self.headers)
+        return "range" if single else "multipart"
 
 
 def plan_response(

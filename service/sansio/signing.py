@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+
+from service.sansio.addresses import parse_address
 
 #: The query parameters of a signed link: ``?expires=<unix seconds>&signature=<mac>``.
 EXPIRES = "expires"
@@ -45,13 +46,8 @@ def canonical_client(address: str) -> str:
     (``::ffff:192.0.2.1``, as a dual-stack listener reports IPv4 peers) its IPv4 form;
     anything else is kept as given.
     """
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+    ip = parse_address(address)
+    return address if ip is None else str(ip)
 
 
 def canonical_message(path: str, expires: int, client: str | None = None) -> bytes:

@@ -329,7 +329,9 @@ def test_curl_interrupted_by_a_hard_kill_resumes_byte_exact(
 ) -> None:
     curl = require_tool("curl")
     digest = write_big_file(data_root / "big.bin", CURL_SIZE, seed=2003)
-    server = start(servers, data_root, tmp_path / "killed.log", delivery)
+    # A killed master cannot remove its metrics folder: keep it in tmp_path, not /dev/shm.
+    metrics = str(tmp_path / "metrics")
+    server = start(servers, data_root, tmp_path / "killed.log", delivery, DL_METRICS_DIR=metrics)
     assert server.process is not None
     worker = the_worker(server)
     out = tmp_path / "big.bin"

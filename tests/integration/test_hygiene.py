@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,14 @@ def test_the_server_runs_unprivileged_on_a_read_only_root(
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 206
             assert response.read() == body[-100:]
+        # Metrics keep their values in /dev/shm, the one writable place.
+        for _ in range(50):  # counted as the response closes, just after the client has it
+            with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+                scraped = response.read().decode()
+            if 'download_requests_total{code="206",kind="range"} 1.0' in scraped:
+                break
+            time.sleep(0.1)
+        assert 'download_requests_total{code="206",kind="range"} 1.0' in scraped
         assert file_sha256(public_data / "big.bin") == digest
         assert sorted(p.name for p in public_data.iterdir()) == ["big.bin"]  # nothing written
     finally:

@@ -3,6 +3,7 @@ offload settings, without servers."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -153,19 +154,21 @@ def peer_and_client(proxy: TrustedProxy, peer: str, real_ip: str | None) -> tupl
 def test_x_real_ip_is_believed_only_from_trusted_proxies(
     peer: str, real_ip: str | None, client: str
 ) -> None:
-    proxy = TrustedProxy(lambda e, s: [], ("127.0.0.1/32", "10.0.0.0/8"))
+    networks = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))
+    proxy = TrustedProxy(lambda e, s: [], networks)
     assert peer_and_client(proxy, peer, real_ip) == (peer, client)
 
 
 def test_offload_settings_are_parsed_and_checked(tmp_path: Path) -> None:
     root = {"DL_DATA_ROOT": str(tmp_path)}
     defaults = Settings.from_env(root)
-    assert (defaults.offload, defaults.trusted_proxies) == ("off", ("127.0.0.1", "::1"))
+    assert defaults.offload == "off"
+    assert [str(n) for n in defaults.trusted_proxies] == ["127.0.0.1/32", "::1/128"]
     settings = Settings.from_env(
         {**root, "DL_OFFLOAD": "X-Accel", "DL_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16"}
     )
     assert settings.offload == "x-accel"
-    assert settings.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16")
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.1/32", "192.168.0.0/16"]
     for variable, raw in (("DL_OFFLOAD", "sendfile"), ("DL_TRUSTED_PROXIES", "nginx.local")):
         with pytest.raises(SettingsError, match=variable):
             Settings.from_env({**root, variable: raw})

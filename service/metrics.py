@@ -1,0 +1,180 @@
+"""Prometheus metrics, served at ``GET /metrics`` to the networks in ``DL_METRICS_ALLOW``.
+
+Fed by the access log's record of each request (:class:`Recorder` is its observer), so
+the bytes are the ones really delivered, ``sendfile`` included, and nothing counts twice.
+Under gunicorn every worker writes its values to the master's folder
+(:mod:`service.metricsdir`) and a scrape of any worker reads the sum of all of them.
+
+The ``kind`` label is a closed set: ``full`` (200 with the file), ``range`` (206, one
+range), ``multipart`` (206, multipart/byteranges), ``not_modified`` (304),
+``precondition_failed`` (412), ``range_not_satisfiable`` (416), ``listing`` (a folder's
+JSON) and ``other`` (everything else: errors, redirects, refusals, ``/healthz``).
+Scrapes of ``/metrics`` are not counted. A *transfer* is a GET of the first three kinds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Blueprint, Flask, Response, current_app, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from config import Settings
+from config.settings import Network
+from service.accesslog import KIND_KEY, Transfer
+from service.errors import text_response
+from service.metricsdir import ENV
+from service.sansio.addresses import local_or_within
+
+TRANSFER_KINDS = frozenset({"full", "range", "multipart"})
+KINDS = frozenset(
+    {*TRANSFER_KINDS, "not_modified", "precondition_failed", "range_not_satisfiable"}
+    | {"listing", "other"}
+)
+#: The kind of a scrape of /metrics itself: not counted.
+SCRAPE = "metrics"
+#: Seconds, from a cached range request to an hour-long download.
+DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+
+bp = Blueprint("metrics", __name__)
+
+
+class Metrics:
+    """The service's metrics for one process, and what a scrape reads."""
+
+    def __init__(self, allow: tuple[Network, ...], folder: str | None) -> None:
+        if folder and not getattr(values.ValueClass, "_multiprocess", False):
+            raise RuntimeError(f"{ENV} was set after prometheus_client had been imported")
+        self.allow = allow
+        own = CollectorRegistry()
+        self.requests = Counter(
+            "download_requests", "Requests answered, by status code and kind of answer",
+            ["code", "kind"], registry=own,
+        )  # fmt: skip
+        self.sent = Counter(
+            "download_sent_bytes", "Body bytes delivered to clients, by kind of answer",
+            ["kind"], registry=own,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "download_transfers_in_flight", "Transfers being sent now",
+            registry=own, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.aborted = Counter(
+            "download_transfers_aborted", "Transfers the client left (or stalled) before the end",
+            registry=own,
+        )  # fmt: skip
+        self.truncated = Counter(
+            "download_transfers_truncated", "Transfers cut because the file shrank under them",
+            registry=own,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "download_transfer_duration_seconds", "Time from request to the transfer's end",
+            ["kind"], buckets=DURATION_BUCKETS, registry=own,
+        )  # fmt: skip
+        self.digest_queue = Gauge(
+            "download_digest_queue_length", "Files waiting for their digest, all workers",
+            registry=own, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.exposed = own
+        if folder:  # every process's values, read from the folder at each scrape
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, folder)  # type: ignore[no-untyped-call]
+
+    def allows(self, peer: str | None) -> bool:
+        """Whether ``peer`` (REMOTE_ADDR) may scrape; a unix-socket peer counts as local."""
+        return local_or_within(peer or "", self.allow)
+
+
+class Recorder:
+    """The access log's observer: one request's record becomes metric updates.
+
+    Label children are looked up once and kept, so a request costs a few dict lookups
+    and one write per value.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._requests: dict[tuple[int, str], Counter] = {}
+        # Made up front: these series exist (at 0) from the start.
+        self._sent = {kind: metrics.sent.labels(kind) for kind in KINDS}
+        self._duration = {kind: metrics.duration.labels(kind) for kind in TRANSFER_KINDS}
+
+    def started(self, transfer: Transfer) -> None:
+        if _is_transfer(transfer):
+            self.metrics.in_flight.inc()
+
+    def finished(self, transfer: Transfer) -> None:
+        kind = transfer.kind or "other"  # None: the app raised before answering
+        if kind == SCRAPE:
+            return
+        if kind not in KINDS:
+            kind = "other"
+        key = (transfer.status or 500, kind)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = self.metrics.requests.labels(*key)
+        counter.inc()
+        if transfer.bytes:
+            self._sent[kind].inc(transfer.bytes)
+        if _is_transfer(transfer):
+            self._transfer_ended(transfer, kind)
+
+    def _transfer_ended(self, transfer: Transfer, kind: str) -> None:
+        metrics = self.metrics
+        metrics.in_flight.dec()
+        self._duration[kind].observe(time.monotonic() - transfer.started)
+        if transfer.outcome == "aborted":
+            metrics.aborted.inc()
+        elif transfer.outcome == "truncated":
+            metrics.truncated.inc()
+
+
+def _is_transfer(transfer: Transfer) -> bool:
+    return transfer.kind in TRANSFER_KINDS and transfer.environ["REQUEST_METHOD"] != "HEAD"
+
+
+@bp.get("/metrics")
+def scrape() -> Response:
+    request.environ[KIND_KEY] = SCRAPE
+    metrics: Metrics = current_app.extensions["metrics"]
+    if not metrics.allows(request.remote_addr):
+        return text_response(403, "Forbidden")
+    response = Response(generate_latest(metrics.exposed), content_type=CONTENT_TYPE_LATEST)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+#: This process's metrics, for :func:`observe_digest_queue`; None while they are off.
+_current: Metrics | None = None
+
+
+def observe_digest_queue(length: int) -> None:
+    """Report how many files this worker's digest queue holds now (call on each change).
+
+    The exported gauge is the sum over the live workers; a no-op while metrics are off.
+    """
+    if _current is not None:
+        _current.digest_queue.set(length)
+
+
+def install(app: Flask, settings: Settings) -> Recorder:
+    """Serve ``/metrics`` on ``app``; returns the observer to hand to the access log."""
+    global _current
+    metrics = Metrics(settings.metrics_allow, os.environ.get(ENV))
+    app.extensions["metrics"] = metrics
+    app.register_blueprint(bp)
+    _current = metrics
+    return Recorder(metrics)
