@@ -172,7 +172,9 @@ def test_truncated_with_a_pipelined_request_never_answers_it_in_the_body(site: S
 def test_truncated_to_zero_before_the_body_is_read(site: Site) -> None:
     path = site.root / "truncate-zero.bin"
     write_big_file(path, BIG, seed=6)
-    old_head = path.read_bytes()[: 4 * MiB]
+    # What was already in the socket buffers when the file shrank still arrives (the
+    # send buffer alone may autotune to several MiB): a prefix of the old bytes, cut.
+    old = path.read_bytes()
     with site.connect(rcvbuf=RCVBUF) as conn:
         conn.request("GET", "/files/truncate-zero.bin")
         head = conn.read_head()
@@ -180,7 +182,8 @@ def test_truncated_to_zero_before_the_body_is_read(site: Site) -> None:
         os.truncate(path, 0)
         received, ending = read_until_cut(conn, BIG)
         assert ending in ("eof", "reset"), (ending, len(received))
-        assert received == old_head[: len(received)]
+        assert len(received) < BIG
+        assert received == old[: len(received)]
         assert_connection_dead(conn)
     with site.connect() as fresh:
         fresh.request("GET", "/files/truncate-zero.bin")
