@@ -12,6 +12,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from config import Settings
 from service.catalog import Catalog
+from service.checksums import checksum_listing
+from service.digests import with_digest
 from service.errors import IsFolderError
 from service.links import entry_signer, require_signature
 from service.listing import folder_document
@@ -38,7 +40,8 @@ def files(name: str) -> Response:
     opened = catalog.open_file(name)
     try:
         now = int(time.time())
-        plan = plan_response(request.method, _conditions(), opened.representation, _policy(), now)
+        rep = with_digest(current_app.extensions["digests"], opened.representation, name)
+        plan = plan_response(request.method, _conditions(), rep, _policy(), now)
         return file_response(opened, plan, current_app.extensions["settings"], request.environ)
     except BaseException:
         opened.close()
@@ -46,6 +49,8 @@ def files(name: str) -> Response:
 
 
 def _listing(catalog: Catalog, name: str) -> Response:
+    if request.args.get("format") == "sha256":
+        return checksum_listing(current_app.extensions["digests"], name, catalog.list_folder(name))
     url_prefix = request.script_root + request.path
     document = folder_document(url_prefix, catalog.list_folder(name), entry_signer(name))
     response = jsonify(document)
@@ -62,10 +67,12 @@ def _conditions() -> Conditions:
         if_none_match=headers.get("If-None-Match"),
         if_modified_since=headers.get("If-Modified-Since"),
         if_unmodified_since=headers.get("If-Unmodified-Since"),
+        want_digest=headers.get("Want-Digest"),
+        want_repr_digest=headers.get("Want-Repr-Digest"),
     )
 
 
 def _policy() -> Policy:
     settings: Settings = current_app.extensions["settings"]
     inline = settings.inline or request.args.get("inline") in ("1", "true")
-    return Policy(settings.max_ranges, settings.cache_control, inline)
+    return Policy(settings.max_ranges, settings.cache_control, inline, settings.etag == "digest")
