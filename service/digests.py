@@ -288,8 +288,9 @@ class DigestStore:
     def close(self, timeout: float = 10.0) -> None:
         """Stop the thread after the version in progress; idempotent."""
         self._closed = True
-        if self._queue is not None and self._pid == os.getpid():
-            self._queue.put(None)
+        queue, self._queue = self._queue, None
+        if queue is not None and self._pid == os.getpid():
+            queue.put(None)
             self._stopped.acquire(timeout=timeout)
 
     def _request(self, key: Key) -> None:
