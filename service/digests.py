@@ -21,6 +21,7 @@ from __future__ import annotations
 import _queue
 import enum
 import hashlib
+import heapq
 import logging
 import os
 import sqlite3
@@ -314,25 +315,28 @@ class DigestStore:
         start_new_thread(_work, (weakref.ref(self), self._queue, self._stopped))
         weakref.finalize(self, self._queue.put, None)  # a forgotten store ends its thread
 
-    def _drain(self, key: Key, queue: Any) -> bool:
+    def _drain(self, key: Key, queue: Any, deferred: list[tuple[float, Key]]) -> bool:
         """Settle ``key`` and every version queued meanwhile, over one connection that is
-        closed when the queue is empty; False when told to stop."""
+        closed when the queue is empty; False when told to stop. A version modified
+        too recently is deferred (it stays queued) and the thread goes on meanwhile."""
         done: list[Key] = []
         cache = DigestCache(self.cache_path, self.catalog.root)
         try:
             self._load(cache)  # what other workers stored since we last looked
-            next_key: Key | None = key
-            while next_key is not None:
+            next_key: Any = key
+            while next_key is not None and next_key is not _STOP:
+                wait = self._unsettled_for(next_key[2])
+                if wait > 0:
+                    heapq.heappush(deferred, (time.monotonic() + wait, next_key))
+                    next_key = _queued(queue)
+                    continue
                 try:
                     self._settle(cache, next_key)
                 except Exception:  # one bad file must not end the thread
                     log.exception("digest of %r failed", next_key[0])
                 done.append(next_key)
-                try:
-                    next_key = queue.get_nowait()
-                except _queue.Empty:
-                    return True
-            return False
+                next_key = _queued(queue)
+            return next_key is not _STOP
         finally:
             cache.close()
             self._pending.difference_update(done)
@@ -349,7 +353,6 @@ class DigestStore:
         if claim is _Claim.BUSY:
             return  # another worker hashes it; a later request here finds it in the cache
         if sha256 is None:
-            self._wait_until_settled(mtime_ns)
             sha256 = self._hash(key)
             if sha256 is None:
                 cache.release(key, pid)
@@ -358,10 +361,10 @@ class DigestStore:
             self.hashed += 1
         self._known[path] = (size, mtime_ns, sha256)
 
-    def _wait_until_settled(self, mtime_ns: int) -> None:
+    def _unsettled_for(self, mtime_ns: int) -> float:
+        """Seconds until a version modified at ``mtime_ns`` may be hashed."""
         age = time.time() - mtime_ns / 1e9
-        if 0 <= age < self.settle_seconds:
-            time.sleep(self.settle_seconds - age)
+        return self.settle_seconds - age if 0 <= age < self.settle_seconds else 0.0
 
     def _hash(self, key: Key) -> bytes | None:
         path, size, mtime_ns = key
@@ -379,10 +382,11 @@ def _work(store_ref: weakref.ref[DigestStore], queue: Any, stopped: Any) -> None
     """The hashing thread. Idle, it holds neither its store (a store nobody uses any
     more, an app in a test, ends its thread) nor any descriptor."""
     _lower_priority()
+    deferred: list[tuple[float, Key]] = []  # (monotonic due time, version): not settled yet
     try:
-        while (key := queue.get()) is not None:
+        while (key := _next(queue, deferred)) is not None:
             store = store_ref()
-            if store is None or not store._drain(key, queue):
+            if store is None or not store._drain(key, queue, deferred):
                 break
             del store
     except Exception:
@@ -391,6 +395,33 @@ def _work(store_ref: weakref.ref[DigestStore], queue: Any, stopped: Any) -> None
             store._closed = True
     finally:
         stopped.release()
+
+
+_STOP = object()
+
+
+def _queued(queue: Any) -> Any:
+    """A version already queued, else None (the batch is over); _STOP when told to stop."""
+    try:
+        key = queue.get_nowait()
+    except _queue.Empty:
+        return None
+    return _STOP if key is None else key
+
+
+def _next(queue: Any, deferred: list[tuple[float, Key]]) -> Key | None:
+    """The next queued version, or a deferred one once it is due; None: stop."""
+    if not deferred:
+        key: Key | None = queue.get()
+        return key
+    wait = deferred[0][0] - time.monotonic()
+    if wait > 0:
+        try:
+            key = queue.get(timeout=wait)
+            return key
+        except _queue.Empty:
+            pass
+    return heapq.heappop(deferred)[1]
 
 
 def _original_thread_functions() -> tuple[Callable[..., Any], Callable[[], Any]]:

@@ -185,11 +185,15 @@ def test_a_fresh_file_is_hashed_only_once_its_mtime_has_settled(
 ) -> None:
     cache_path.parent.mkdir()
     size, mtime = write(root / "a.bin", b"fresh", mtime_ns=os.stat(root).st_mtime_ns)
+    old = write(root / "b.bin", b"settled")
     store = DigestStore(cache_path, Catalog(root), settle_seconds=1.0)
     try:
         store.lookup("a.bin", size, mtime)
+        store.lookup("b.bin", *old)
         assert not store.wait_idle(0.3)  # still waiting for the timestamp tick to pass
         assert store.queue_length() == 1
+        assert store.lookup("a.bin", size, mtime) is None
+        assert store.lookup("b.bin", *old) is not None  # not held up by the fresh one
         assert store.wait_idle(10)
         assert store.lookup("a.bin", size, mtime) is not None
     finally:
