@@ -56,6 +56,9 @@ class Settings:
     allow_outside_symlinks: bool = False
     log_level: str = "info"
     access_log: bool = True
+    digests: bool = True
+    digest_cache: Path | None = None  # None: service.digests.default_cache_dir()
+    etag: str = "mtime"
     # Signed links: off while no key is set. Kept out of repr, so keys never reach a log.
     signing_key: tuple[str, ...] = field(default=(), repr=False)
     signing_bind_client: bool = False
@@ -239,6 +242,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "serve_hidden": _boolean,
     "allow_outside_symlinks": _boolean,
     "access_log": _boolean,
+    "digests": _boolean,
+    "digest_cache": _path,
+    "etag": _choice("mtime", "digest"),
     "log_level": _choice("debug", "info", "warning", "error", "critical"),
     "signing_key": _signing_keys,
     "signing_bind_client": _boolean,

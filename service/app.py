@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from config import Settings
-from service import accesslog
+from service import accesslog, digests
 from service.catalog import Catalog
 from service.errors import register_error_handlers
 from service.links import make_signer
@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         allow_outside_symlinks=settings.allow_outside_symlinks,
     )
     app.extensions["signer"] = make_signer(settings.signing_key)
+    # Opened in each worker (gunicorn does not preload the app), never in the master.
+    app.extensions["digests"] = digests.open_store(settings, app.extensions["catalog"])
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)
@@ -33,7 +35,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.metrics:
         from service import metrics  # loads prometheus_client: only when metrics are on
 
-        observers.append(metrics.install(app, settings))
+        store = app.extensions["digests"]
+        queue_length = store.queue_length if store is not None else None
+        observers.append(metrics.install(app, settings, queue_length))
     if settings.access_log or observers:
         accesslog.install(app, log=settings.access_log, observers=observers)
     if settings.offload != "off":

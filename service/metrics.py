@@ -10,12 +10,18 @@ range), ``multipart`` (206, multipart/byteranges), ``not_modified`` (304),
 ``precondition_failed`` (412), ``range_not_satisfiable`` (416), ``listing`` (a folder's
 JSON) and ``other`` (everything else: errors, redirects, refusals, ``/healthz``).
 Scrapes of ``/metrics`` are not counted. A *transfer* is a GET of the first three kinds.
+
+The digest queue gauge is read from this worker's digest store (its length is a plain
+read) at each request's end, at each scrape, and once a second from a greenlet under
+gevent, so a worker's queue that drains while no request comes is still seen to drain.
+The hashing thread itself never touches a metric: the values' locks are gevent's.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import (
@@ -55,10 +61,16 @@ bp = Blueprint("metrics", __name__)
 class Metrics:
     """The service's metrics for one process, and what a scrape reads."""
 
-    def __init__(self, allow: tuple[Network, ...], folder: str | None) -> None:
+    def __init__(
+        self,
+        allow: tuple[Network, ...],
+        folder: str | None,
+        digest_queue_length: Callable[[], int] | None = None,
+    ) -> None:
         if folder and not getattr(values.ValueClass, "_multiprocess", False):
             raise RuntimeError(f"{ENV} was set after prometheus_client had been imported")
         self.allow = allow
+        self.digest_queue_length = digest_queue_length
         own = CollectorRegistry()
         self.requests = Counter(
             "download_requests", "Requests answered, by status code and kind of answer",
@@ -92,6 +104,10 @@ class Metrics:
         if folder:  # every process's values, read from the folder at each scrape
             self.exposed = CollectorRegistry()
             MultiProcessCollector(self.exposed, folder)  # type: ignore[no-untyped-call]
+
+    def refresh_digest_queue(self) -> None:
+        if self.digest_queue_length is not None:
+            self.digest_queue.set(self.digest_queue_length())
 
     def allows(self, peer: str | None) -> bool:
         """Whether ``peer`` (REMOTE_ADDR) may scrape; a unix-socket peer counts as local."""
@@ -131,6 +147,7 @@ class Recorder:
             self._sent[kind].inc(transfer.bytes)
         if _is_transfer(transfer):
             self._transfer_ended(transfer, kind)
+        self.metrics.refresh_digest_queue()
 
     def _transfer_ended(self, transfer: Transfer, kind: str) -> None:
         metrics = self.metrics
@@ -152,29 +169,38 @@ def scrape() -> Response:
     metrics: Metrics = current_app.extensions["metrics"]
     if not metrics.allows(request.remote_addr):
         return text_response(403, "Forbidden")
+    metrics.refresh_digest_queue()
     response = Response(generate_latest(metrics.exposed), content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-#: This process's metrics, for :func:`observe_digest_queue`; None while they are off.
-_current: Metrics | None = None
+#: Seconds between refreshes of the digest queue gauge from a greenlet.
+DIGEST_QUEUE_REFRESH = 1.0
 
 
-def observe_digest_queue(length: int) -> None:
-    """Report how many files this worker's digest queue holds now (call on each change).
+def _refresh_digest_queue_forever(metrics: Metrics) -> None:
+    """Under gevent (a gunicorn worker), refresh the gauge once a second meanwhile."""
+    from gevent import monkey
 
-    The exported gauge is the sum over the live workers; a no-op while metrics are off.
-    """
-    if _current is not None:
-        _current.digest_queue.set(length)
+    if metrics.digest_queue_length is None or not monkey.is_module_patched("socket"):
+        return
+    import gevent
+
+    def refresh() -> None:
+        while True:
+            metrics.refresh_digest_queue()
+            gevent.sleep(DIGEST_QUEUE_REFRESH)
+
+    gevent.spawn(refresh)
 
 
-def install(app: Flask, settings: Settings) -> Recorder:
+def install(
+    app: Flask, settings: Settings, digest_queue_length: Callable[[], int] | None = None
+) -> Recorder:
     """Serve ``/metrics`` on ``app``; returns the observer to hand to the access log."""
-    global _current
-    metrics = Metrics(settings.metrics_allow, os.environ.get(ENV))
+    metrics = Metrics(settings.metrics_allow, os.environ.get(ENV), digest_queue_length)
     app.extensions["metrics"] = metrics
     app.register_blueprint(bp)
-    _current = metrics
+    _refresh_digest_queue_forever(metrics)
     return Recorder(metrics)

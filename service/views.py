@@ -14,6 +14,8 @@ from config import Settings
 from service import browse
 from service.accesslog import KIND_KEY
 from service.catalog import Catalog
+from service.checksums import checksum_listing
+from service.digests import with_digest
 from service.errors import IsFolderError
 from service.links import entry_signer, require_signature
 from service.listing import folder_document
@@ -41,7 +43,8 @@ def files(name: str) -> Response:
     opened = catalog.open_file(name)
     try:
         now = int(time.time())
-        plan = plan_response(request.method, _conditions(), opened.representation, _policy(), now)
+        rep = with_digest(current_app.extensions["digests"], opened.representation, name)
+        plan = plan_response(request.method, _conditions(), rep, _policy(), now)
         return file_response(opened, plan, current_app.extensions["settings"], request.environ)
     except BaseException:
         opened.close()
@@ -49,6 +52,9 @@ def files(name: str) -> Response:
 
 
 def _listing(catalog: Catalog, name: str) -> Response:
+    request.environ[KIND_KEY] = "listing"
+    if request.args.get("format") == "sha256":
+        return checksum_listing(current_app.extensions["digests"], name, catalog.list_folder(name))
     url_prefix = url_for("files.files", name=name)  # also for "/": entries are below /files/
     sign = entry_signer(name)
     document = folder_document(url_prefix, catalog.list_folder(name), sign)
@@ -58,7 +64,6 @@ def _listing(catalog: Catalog, name: str) -> Response:
         response = jsonify(document)
     response.headers["Cache-Control"] = "no-cache"
     response.vary.add("Accept")  # RFC 9110 §12.5.5: the same URL is HTML or JSON
-    request.environ[KIND_KEY] = "listing"
     return response
 
 
@@ -71,10 +76,12 @@ def _conditions() -> Conditions:
         if_none_match=headers.get("If-None-Match"),
         if_modified_since=headers.get("If-Modified-Since"),
         if_unmodified_since=headers.get("If-Unmodified-Since"),
+        want_digest=headers.get("Want-Digest"),
+        want_repr_digest=headers.get("Want-Repr-Digest"),
     )
 
 
 def _policy() -> Policy:
     settings: Settings = current_app.extensions["settings"]
     inline = settings.inline or request.args.get("inline") in ("1", "true")
-    return Policy(settings.max_ranges, settings.cache_control, inline)
+    return Policy(settings.max_ranges, settings.cache_control, inline, settings.etag == "digest")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from service import digests
 from tests.support.server import GunicornServer
 
 settings.register_profile("ci", max_examples=500, deadline=None)
@@ -18,6 +19,16 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 #: The two ways the service moves bytes; every real-server test runs against both.
 DELIVERIES = {"sendfile": {"DL_SENDFILE": "1"}, "copy": {"DL_SENDFILE": "0"}}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_digest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """In-process apps keep their digest cache in the session's tmp, not in /dev/shm;
+    each app its own, as SQLite keeps a file's descriptors open while another
+    connection of the process uses it, which would blur descriptor-leak counts."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(digests, "default_cache_dir", lambda: tmp_path_factory.mktemp("digests"))
+        yield
 
 
 @pytest.fixture(scope="session", params=sorted(DELIVERIES))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.sansio import multipart
+from service.sansio.digests import choose, digest_etag, digest_fields
 from service.sansio.disposition import content_disposition
 from service.sansio.media_types import guess_type
 from service.sansio.multipart import Segment
@@ -44,19 +45,35 @@ class Conditions:
     if_none_match: str | None = None
     if_modified_since: str | None = None
     if_unmodified_since: str | None = None
+    want_digest: str | None = None  # RFC 3230
+    want_repr_digest: str | None = None  # RFC 9530 §4
 
 
 @dataclass(frozen=True, slots=True)
 class Representation:
-    """Facts about one version of a file, all taken from one ``fstat``."""
+    """Facts about one version of a file, all taken from one ``fstat``, and its SHA-256
+    when that is already known for exactly this version (never computed here)."""
 
     name: str  # the file's own name, for Content-Type and Content-Disposition
     size: int
     mtime_ns: int
+    sha256: bytes | None = None
 
     @property
     def etag(self) -> EntityTag:
         return make_etag(self.size, self.mtime_ns)
+
+    def etags(self, from_digest: bool) -> tuple[EntityTag, ...]:
+        """The tag to send first, then the other tags of this same version.
+
+        Both the size-mtime tag and the digest tag identify exactly these bytes, so
+        either is a strong validator for them (§8.8.1): a client that got one before the
+        digest was known, or from a node with the other setting, still matches.
+        """
+        if self.sha256 is None:
+            return (self.etag,)
+        by_digest = digest_etag(self.sha256)
+        return (by_digest, self.etag) if from_digest else (self.etag, by_digest)
 
     def last_modified(self, now: int) -> int:
         # §8.8.2.1: Last-Modified MUST NOT be later than the message's Date. An HTTP-date
@@ -71,6 +88,7 @@ class Policy:
     max_ranges: int = 16
     cache_control: str = "no-cache"
     inline: bool = False
+    digest_etag: bool = False  # the ETag from the SHA-256 once known (DL_ETAG=digest)
 
 
 #: What each planned status is; a 206 is ``range`` or ``multipart`` (see ``Plan.kind``).
@@ -114,7 +132,8 @@ def plan_response(
     """Plan the answer to a GET or HEAD of an existing file; ``now`` is the Date."""
     if method not in ("GET", "HEAD"):
         raise ValueError(f"plan_response handles GET and HEAD, not {method!r}")
-    validators = Validators(rep.etag, rep.last_modified(now), now)
+    etag, *alternatives = rep.etags(policy.digest_etag)
+    validators = Validators(etag, rep.last_modified(now), now, tuple(alternatives))
     outcome = evaluate(
         if_match=conditions.if_match,
         if_none_match=conditions.if_none_match,
@@ -125,10 +144,11 @@ def plan_response(
     if outcome is Outcome.PRECONDITION_FAILED:
         plan = _short(412, "Precondition Failed\n")
     elif outcome is Outcome.NOT_MODIFIED:
-        plan = _not_modified(validators, policy)
+        plan = _not_modified(validators, policy, _digests(rep, conditions))
     else:
         result = _range_result(conditions, rep, policy, validators)
-        plan = _content(result, rep, policy, now, new_boundary)
+        common = _representation_headers(rep, validators, policy, now, conditions)
+        plan = _content(result, rep, common, new_boundary)
     return _without_body(plan) if method == "HEAD" else plan
 
 
@@ -145,22 +165,32 @@ def _range_result(
     return evaluate_range(conditions.range, rep.size, policy.max_ranges)
 
 
-def _representation_headers(rep: Representation, policy: Policy, now: int) -> Headers:
+def _representation_headers(
+    rep: Representation, validators: Validators, policy: Policy, now: int, conditions: Conditions
+) -> Headers:
     return (
         (ACCEPT_RANGES, "bytes"),
-        (ETAG, str(rep.etag)),
+        (ETAG, str(validators.etag)),
         (LAST_MODIFIED, format_http_date(rep.last_modified(now))),
         (CACHE_CONTROL, policy.cache_control),
         (CONTENT_DISPOSITION, content_disposition(rep.name, inline=policy.inline)),
         NOSNIFF,
+        *_digests(rep, conditions),
     )
+
+
+def _digests(rep: Representation, conditions: Conditions) -> Headers:
+    # RFC 9530 §3: Repr-Digest covers the whole selected representation, so a 206 (and a
+    # HEAD, §9.3.2) carries the same value as a 200. Absent until known, never late.
+    if rep.sha256 is None:
+        return ()
+    return digest_fields(rep.sha256, choose(conditions.want_digest, conditions.want_repr_digest))
 
 
 def _content(
     result: RangeResult,
     rep: Representation,
-    policy: Policy,
-    now: int,
+    common: Headers,
     new_boundary: Callable[[], str],
 ) -> Plan:
     media_type = guess_type(rep.name)
@@ -168,7 +198,6 @@ def _content(
         # §15.5.17: the current length lets the client re-synchronise.
         plan = _short(416, "Range Not Satisfiable\n")
         return Plan(416, (*plan.headers, (CONTENT_RANGE, f"bytes */{rep.size}")), plan.body)
-    common = _representation_headers(rep, policy, now)
     if result.kind is not RangeKind.SATISFIABLE:
         body: tuple[Segment, ...] = (Span(0, rep.size),) if rep.size else ()
         return _with_length(200, ((CONTENT_TYPE, media_type), *common), body)
@@ -194,10 +223,14 @@ def _short(status: int, text: str) -> Plan:
     return _with_length(status, ((CONTENT_TYPE, TEXT), NOSNIFF), (body,))
 
 
-def _not_modified(validators: Validators, policy: Policy) -> Plan:
+def _not_modified(validators: Validators, policy: Policy, digests: Headers) -> Plan:
     # §15.4.5: the fields a 200 would carry among Content-Location, Date, ETag, Vary,
     # Cache-Control and Expires; no Last-Modified as an ETag is present. No content.
-    return Plan(304, ((ETAG, str(validators.etag)), (CACHE_CONTROL, policy.cache_control)))
+    # The integrity fields too, once known: §15.4.5 allows metadata that guides cache
+    # updates, and a cache freshening its stored 200 with this 304 (RFC 9111 §4.3.4)
+    # then learns a digest that was not known when it stored the 200.
+    headers = ((ETAG, str(validators.etag)), (CACHE_CONTROL, policy.cache_control))
+    return Plan(304, (*headers, *digests))
 
 
 def _without_body(plan: Plan) -> Plan:

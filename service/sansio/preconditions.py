@@ -29,9 +29,16 @@ class Outcome(enum.Enum):
 class Validators:
     """What the selected representation offers for comparison."""
 
-    etag: EntityTag
+    etag: EntityTag  # the tag this response sends
     last_modified: int  # seconds since the epoch, already clamped to ``now``
     now: int  # the response's Date, seconds since the epoch
+    # Other strong tags of this very version (the size-mtime tag and the digest tag
+    # both name exactly these bytes): a request's tag matches if it matches any of them.
+    alternatives: tuple[EntityTag, ...] = ()
+
+    @property
+    def etags(self) -> tuple[EntityTag, ...]:
+        return (self.etag, *self.alternatives)
 
 
 def if_match_passes(value: str, validators: Validators) -> bool:
@@ -39,7 +46,7 @@ def if_match_passes(value: str, validators: Validators) -> bool:
     tags = parse_entity_tags(value)
     if isinstance(tags, str):  # ANY
         return True
-    return any(strong_match(tag, validators.etag) for tag in tags)
+    return any(strong_match(tag, ours) for tag in tags for ours in validators.etags)
 
 
 def if_none_match_passes(value: str, validators: Validators) -> bool:
@@ -47,7 +54,7 @@ def if_none_match_passes(value: str, validators: Validators) -> bool:
     tags = parse_entity_tags(value)
     if isinstance(tags, str):  # ANY
         return False
-    return not any(weak_match(tag, validators.etag) for tag in tags)
+    return not any(weak_match(tag, ours) for tag in tags for ours in validators.etags)
 
 
 def _date_or_none(value: str, validators: Validators) -> int | None:
@@ -104,6 +111,12 @@ def if_range_allows(value: str, validators: Validators) -> bool:
     """
     if '"' in value[:3]:  # §13.1.5: a DQUOTE in the first three characters = entity-tag
         tags = parse_entity_tags(value)
-        return isinstance(tags, tuple) and len(tags) == 1 and strong_match(tags[0], validators.etag)
+        # Any strong tag of this version will do: a resume that began before the digest
+        # was known holds the size-mtime tag, and the bytes it asks for are unchanged.
+        return (
+            isinstance(tags, tuple)
+            and len(tags) == 1
+            and any(strong_match(tags[0], ours) for ours in validators.etags)
+        )
     date = _date_or_none(value, validators)
     return date == validators.last_modified and validators.last_modified < validators.now

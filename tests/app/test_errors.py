@@ -303,6 +303,7 @@ def test_a_failure_while_planning_closes_the_opened_file(
         raise RuntimeError("planning failed")
 
     fetch(client, "/files/a.txt")  # warm up
+    assert client.application.extensions["digests"].wait_idle(10)  # hashed in the background
     monkeypatch.setattr("service.views.plan_response", explode)
     before = open_fds()
     for _ in range(20):

@@ -9,6 +9,7 @@ read-only, and setpriv to drop to nobody, exactly as ``docker run --read-only`` 
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -55,19 +56,48 @@ def public_data() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def confined(data: Path, log: Path, delivery: dict[str, str]) -> GunicornServer:
+@pytest.fixture
+def shm_cache() -> Iterator[Path]:
+    """The digest cache where the container has one: a memory-backed folder of its user."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    folder = Path(tempfile.mkdtemp(prefix="dl-hygiene-digests-", dir=base))
+    try:
+        if os.geteuid() == 0:
+            os.chown(folder, NOBODY, NOBODY)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def confined(data: Path, log: Path, delivery: dict[str, str], cache: Path) -> GunicornServer:
     wrapper = [
         "unshare", "-m", "--propagation", "private", "sh", "-c",
         'mount -o remount,bind,ro / && exec "$@"', "confine",
         "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
     ]  # fmt: skip
     # No HOME, no writable TMPDIR: nothing may depend on them.
-    env = {**delivery, "HOME": "/nonexistent", "TMPDIR": str(data)}
+    env = {**delivery, "HOME": "/nonexistent", "TMPDIR": str(data), "DL_DIGEST_CACHE": str(cache)}
     return GunicornServer(data, log, env, wrapper=wrapper)
 
 
+def b64_digest(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def _wait_for_repr_digest(server: GunicornServer, timeout: float = 20.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(f"{server.url}/files/big.bin", method="HEAD")
+    for _ in range(400):
+        with urllib.request.urlopen(request, timeout=10) as response:
+            value = response.headers.get("Repr-Digest")
+        if value is not None or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+    return None
+
+
 def test_the_server_runs_unprivileged_on_a_read_only_root(
-    public_data: Path, tmp_path: Path, delivery: dict[str, str]
+    public_data: Path, tmp_path: Path, delivery: dict[str, str], shm_cache: Path
 ) -> None:
     reason = _can_confine()
     if reason is not None:
@@ -76,7 +106,7 @@ def test_the_server_runs_unprivileged_on_a_read_only_root(
         pytest.skip(reason)
     digest = write_big_file(public_data / "big.bin", 8 * MiB, seed=5)
     (public_data / "big.bin").chmod(0o644)
-    server = confined(public_data, tmp_path / "confined.log", delivery)
+    server = confined(public_data, tmp_path / "confined.log", delivery, shm_cache)
     try:
         server.start()
         (worker,) = server.worker_pids()
@@ -101,6 +131,8 @@ def test_the_server_runs_unprivileged_on_a_read_only_root(
             time.sleep(0.1)
         assert 'download_requests_total{code="206",kind="range"} 1.0' in scraped
         assert file_sha256(public_data / "big.bin") == digest
+        # Digests work too, kept in the memory-backed cache folder.
+        assert _wait_for_repr_digest(server) == f"sha-256=:{b64_digest(digest)}:"
         assert sorted(p.name for p in public_data.iterdir()) == ["big.bin"]  # nothing written
     finally:
         server.stop()

@@ -318,3 +318,22 @@ def test_metrics_off_serve_no_route_and_map_no_files(data_root: Path, start_serv
     assert refused.value.code == 404
     assert fetch(server, "GET", "/files/sub/a.txt").body == b"hello\n"
     assert metric_files(server.worker_pids()[0]) == set()
+
+
+def digest_queue(samples: Samples) -> float:
+    return samples[("download_digest_queue_length", frozenset())]
+
+
+def test_the_digest_queue_gauge_rises_for_a_new_file_and_drains_to_zero(site) -> None:
+    """A file written just now waits in its worker's queue (the store lets a file settle
+    for seconds before hashing it), then is hashed: the gauge, summed over the workers,
+    shows it and falls back to 0 without further requests to that worker."""
+    server, root, _ = site
+    fresh = root / "fresh-for-digest.bin"
+    fresh.write_bytes(os.urandom(MEDIUM))
+    response = fetch(server, "GET", "/files/fresh-for-digest.bin")
+    assert response.status == 200 and "Repr-Digest" not in response.headers
+    queued = wait_for(server, lambda s: digest_queue(s) >= 1)
+    assert digest_queue(queued) >= 1
+    drained = wait_for(server, lambda s: digest_queue(s) == 0, timeout=20.0)
+    assert digest_queue(drained) == 0

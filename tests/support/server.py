@@ -41,6 +41,8 @@ class GunicornServer:
             "DL_DATA_ROOT": str(data_root),
             "DL_BIND": f"{self.host}:{self.port}",
             "DL_WORKERS": "1",
+            # Next to the log, not in /dev/shm: each test's server keeps its own cache.
+            "DL_DIGEST_CACHE": str(log_path.parent / "digest-cache"),
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -314,6 +314,8 @@ def call(
         close = getattr(iterable, "close", None)
         if close is not None:
             close()
+    # The digest thread reads files in the background; let it finish first.
+    assert site.app.extensions["digests"].wait_idle(10)
     assert not files_open_under(site.root), "a descriptor was left open"
     assert "Traceback" not in errors.getvalue()
     assert len(started) == 1

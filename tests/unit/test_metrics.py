@@ -188,37 +188,21 @@ def test_other_networks_may_be_allowed() -> None:
     ]
 
 
-class FakeDigestStore:
-    """Stands in for the digest store: reports its queue on every change."""
-
-    def __init__(self) -> None:
-        self.queue: list[str] = []
-
-    def enqueue(self, name: str) -> None:
-        self.queue.append(name)
-        metrics.observe_digest_queue(len(self.queue))
-
-    def done(self) -> None:
-        self.queue.pop(0)
-        metrics.observe_digest_queue(len(self.queue))
-
-
-def test_the_digest_queue_gauge_follows_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    m = Metrics(LOOPBACK, None)
-    monkeypatch.setattr(metrics, "_current", m)
-    store = FakeDigestStore()
-    for name in ("a", "b", "c"):
-        store.enqueue(name)
+def test_the_digest_queue_gauge_follows_the_store_at_requests_and_scrapes() -> None:
+    queue = ["a", "b", "c"]
+    m = Metrics(LOOPBACK, None, lambda: len(queue))
+    serve(Recorder(m), record("full", 200, 10))
     assert value(m, "download_digest_queue_length") == 3
-    store.done()
+    queue.pop()
+    m.refresh_digest_queue()  # what a scrape does first
     assert value(m, "download_digest_queue_length") == 2
 
 
-def test_the_digest_queue_hook_is_harmless_while_metrics_are_off(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(metrics, "_current", None)
-    FakeDigestStore().enqueue("a")  # no error, nothing to report to
+def test_without_a_digest_store_the_gauge_stays_zero() -> None:
+    m = Metrics(LOOPBACK, None)
+    serve(Recorder(m), record("full", 200, 10))
+    m.refresh_digest_queue()
+    assert value(m, "download_digest_queue_length") == 0
 
 
 def test_a_configured_folder_is_made_and_emptied_of_metric_files(tmp_path: Path) -> None:

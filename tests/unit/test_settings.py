@@ -38,6 +38,9 @@ def test_defaults_apply_when_no_variable_is_set(root: Path) -> None:
     assert settings.serve_hidden is False
     assert settings.allow_outside_symlinks is False
     assert settings.log_level == "info"
+    assert settings.digests is True
+    assert settings.digest_cache is None  # service.digests.default_cache_dir()
+    assert settings.etag == "mtime"
 
 
 def test_the_default_data_root_is_data_relative_to_the_working_folder(
@@ -85,6 +88,9 @@ def test_variables_outside_the_dl_prefix_and_unknown_dl_names_are_ignored(root: 
         ("DL_ALLOW_OUTSIDE_SYMLINKS", "allow_outside_symlinks", "1", True),
         ("DL_LOG_LEVEL", "log_level", "debug", "debug"),
         ("DL_BIND", "bind", "0.0.0.0:9000", "0.0.0.0:9000"),
+        ("DL_DIGESTS", "digests", "0", False),
+        ("DL_DIGEST_CACHE", "digest_cache", "/var/cache/dl", Path("/var/cache/dl")),
+        ("DL_ETAG", "etag", "Digest", "digest"),
     ],
 )
 def test_each_variable_is_parsed_into_its_setting(
@@ -386,3 +392,9 @@ def test_read_setting_reads_one_variable_without_a_data_root(tmp_path: Path) -> 
     assert read_setting("signed_link_ttl", environ) == 3600
     with pytest.raises(SettingsError, match=r"^DL_SIGNING_KEY: "):
         read_setting("signing_key", {"DL_SIGNING_KEY": "short"})
+
+
+@pytest.mark.parametrize("raw", ["", "sha256", "inode", "size"])
+def test_an_unknown_etag_kind_is_refused_listing_the_choices(root: Path, raw: str) -> None:
+    with pytest.raises(SettingsError, match="DL_ETAG: expected one of mtime, digest"):
+        load(root, DL_ETAG=raw)

@@ -1,0 +1,447 @@
+"""SHA-256 digests of file versions, computed once, in the background, and kept.
+
+A version is (URL path below ``/files/``, size, mtime in ns). The request path only asks
+:meth:`DigestStore.lookup`: a dict read, and on a miss a set check and a queue put. It
+never hashes and never touches SQLite; an unknown digest is simply absent from that
+response. One real OS thread per worker process (started on first need, after the
+fork) takes versions off the queue, asks the SQLite cache, and only if no process has
+the digest or is computing it, hashes the file in large chunks (``hashlib`` and
+``pread`` release the GIL, so gevent's event loop keeps running) at a lower CPU
+priority. The result is stored only if the file still has the size and mtime it had
+when hashing began, so a file changed meanwhile never gets a wrong digest.
+
+The cache (WAL mode, short transactions, a busy timeout) is shared by every worker and
+survives restarts: a worker loads the known digests of its data root when it starts, so
+nothing is hashed twice. A row with no digest yet is a claim: the process hashing that
+version, so that other workers do not hash it too.
+"""
+
+from __future__ import annotations
+
+import _queue
+import enum
+import hashlib
+import heapq
+import logging
+import os
+import sqlite3
+import stat
+import tempfile
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from config import Settings
+from service.catalog import Catalog, OpenFile
+from service.errors import CatalogError
+from service.sansio import Representation
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, int, int]  # (URL path below /files/, size, mtime_ns)
+
+CACHE_FILE = "digests.sqlite3"
+#: Bytes per read while hashing: large, so the GIL is released for most of the work.
+HASH_CHUNK = 4 * 1024 * 1024
+#: A version is hashed once its mtime is this old: a write within the same timestamp
+#: tick as the previous one would leave size and mtime unchanged (racy timestamps).
+SETTLE_SECONDS = 2.0
+#: Versions waiting at most; more are dropped (a later request asks again).
+MAX_QUEUE = 100_000
+#: A claim older than this is ignored even if its process still runs.
+CLAIM_SECONDS = 3600.0
+BUSY_TIMEOUT = 5.0
+_NICENESS = 10
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS digests (
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 BLOB,
+    claimed_by INTEGER,
+    claimed_at REAL,
+    hashed_at REAL,
+    PRIMARY KEY (root, path, size, mtime_ns)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS digests_by_time ON digests (root, hashed_at);
+"""
+
+
+def with_digest(store: DigestStore | None, rep: Representation, path: str) -> Representation:
+    """``rep`` with its SHA-256 when known (a miss queues it); ``path`` is below /files/."""
+    sha256 = None if store is None else store.lookup(path, rep.size, rep.mtime_ns)
+    return rep if sha256 is None else replace(rep, sha256=sha256)
+
+
+def default_cache_dir() -> Path:
+    """Memory-backed and per user: ``/dev/shm`` is writable in a read-only container."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    return Path(base) / f"download-service-{os.geteuid()}"
+
+
+def open_store(settings: Settings, catalog: Catalog) -> DigestStore | None:
+    """The worker's store, or None when digests are off or the cache cannot be used
+    (then the service runs on without digests and says why in the log)."""
+    if not settings.digests:
+        return None
+    folder = settings.digest_cache
+    try:
+        if folder is None:
+            folder = default_cache_dir()
+            _private_folder(folder)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+        return DigestStore(folder / CACHE_FILE, catalog)
+    except (OSError, sqlite3.Error) as error:
+        log.error("digests are off: cannot use the cache in %s: %s", folder, error)
+        return None
+
+
+def _private_folder(folder: Path) -> None:
+    # A shared, world-writable parent: refuse a folder someone else made or can write,
+    # which could plant wrong digests.
+    folder.mkdir(mode=0o700, exist_ok=True)
+    facts = os.lstat(folder)
+    if not stat.S_ISDIR(facts.st_mode) or facts.st_uid != os.geteuid():
+        raise PermissionError(f"{folder} is not a folder of this user")
+    if facts.st_mode & 0o022:
+        raise PermissionError(f"{folder} is writable by other users")
+
+
+class _Claim(enum.Enum):
+    KNOWN = "known"
+    MINE = "mine"
+    BUSY = "busy"  # another live process is hashing this version
+
+
+class DigestCache:
+    """The SQLite cache for one data root; one connection, used by one thread."""
+
+    def __init__(self, path: Path, root: str) -> None:
+        self.root = root
+        self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def known(self, since: float = 0.0) -> list[tuple[str, int, int, bytes, float]]:
+        """Digests of this root stored at or after ``since`` (a ``time.time()``)."""
+        return self.db.execute(
+            "SELECT path, size, mtime_ns, sha256, hashed_at FROM digests"
+            " WHERE root = ? AND hashed_at >= ? AND sha256 IS NOT NULL",
+            (self.root, since),
+        ).fetchall()
+
+    def claim(self, key: Key, pid: int, now: float) -> tuple[_Claim, bytes | None]:
+        """The digest if known; else whether this process may hash the version."""
+        with self._transaction():
+            row = self.db.execute(
+                "SELECT sha256, claimed_by, claimed_at FROM digests"
+                " WHERE root = ? AND path = ? AND size = ? AND mtime_ns = ?",
+                (self.root, *key),
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                return _Claim.KNOWN, bytes(row[0])
+            if row is not None and row[1] != pid and _live_claim(row[1], row[2], now):
+                return _Claim.BUSY, None
+            self.db.execute(
+                "INSERT OR REPLACE INTO digests (root, path, size, mtime_ns, claimed_by,"
+                " claimed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.root, *key, pid, now),
+            )
+            return _Claim.MINE, None
+
+    def store(self, key: Key, sha256: bytes, now: float) -> None:
+        path, size, mtime_ns = key
+        with self._transaction():
+            # Older versions of this path are gone for good: keep one row per file.
+            self.db.execute(
+                "DELETE FROM digests WHERE root = ? AND path = ? AND sha256 IS NOT NULL"
+                " AND NOT (size = ? AND mtime_ns = ?)",
+                (self.root, path, size, mtime_ns),
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO digests (root, path, size, mtime_ns, sha256,"
+                " hashed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.root, *key, sha256, now),
+            )
+
+    def release(self, key: Key, pid: int) -> None:
+        with self._transaction():
+            self.db.execute(
+                "DELETE FROM digests WHERE root = ? AND path = ? AND size = ? AND mtime_ns = ?"
+                " AND sha256 IS NULL AND claimed_by = ?",
+                (self.root, *key, pid),
+            )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): short write locks."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+def _live_claim(pid: int | None, claimed_at: float | None, now: float) -> bool:
+    if pid is None or claimed_at is None or now - claimed_at > CLAIM_SECONDS:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def hash_version(
+    opened: OpenFile, size: int, mtime_ns: int, chunk: int = HASH_CHUNK
+) -> bytes | None:
+    """SHA-256 of the open file, or None unless it is, before and after, this version."""
+    fd = opened.fd
+    if fd is None or (opened.representation.size, opened.representation.mtime_ns) != (
+        size,
+        mtime_ns,
+    ):
+        return None
+    digest = hashlib.sha256()
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    offset = 0
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    while True:
+        count = os.preadv(fd, [buffer], offset)
+        if count == 0:
+            break
+        digest.update(view[:count])
+        offset += count
+    after = os.fstat(fd)
+    if offset != size or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
+        return None  # changed while we read it: this digest belongs to no version
+    return digest.digest()
+
+
+class DigestStore:
+    """Known digests in memory in front of the shared cache, and the hashing thread."""
+
+    def __init__(
+        self,
+        cache_path: Path,
+        catalog: Catalog,
+        *,
+        settle_seconds: float = SETTLE_SECONDS,
+        chunk: int = HASH_CHUNK,
+    ) -> None:
+        self.cache_path = cache_path
+        self.catalog = catalog
+        self.settle_seconds = settle_seconds
+        self.chunk = chunk
+        self.hashed = 0  # files this process has hashed (a restart should add none)
+        # path -> (size, mtime_ns, sha256): one version per path, read without locks.
+        self._known: dict[str, tuple[int, int, bytes]] = {}
+        self._pending: set[Key] = set()
+        self._queue: Any = None
+        self._pid = 0
+        self._closed = False
+        self._stopped: Any = None
+        self._seen = 0.0  # the newest hashed_at loaded from the cache
+        cache = DigestCache(cache_path, catalog.root)  # fails here, at start, if it must
+        try:
+            self._load(cache)
+        finally:
+            cache.close()
+
+    def lookup(self, path: str, size: int, mtime_ns: int) -> bytes | None:
+        """The SHA-256 of this version if known; else None, and it is queued for hashing."""
+        known = self._known.get(path)
+        if known is not None and known[0] == size and known[1] == mtime_ns:
+            return known[2]
+        self._request((path, size, mtime_ns))
+        return None
+
+    def queue_length(self) -> int:
+        """Versions waiting to be looked up or hashed, including the one in progress."""
+        return len(self._pending)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Poll until the queue is empty (for tests and tools); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._pending
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread after the version in progress; idempotent."""
+        self._closed = True
+        queue, self._queue = self._queue, None
+        if queue is not None and self._pid == os.getpid():
+            queue.put(None)
+            self._stopped.acquire(timeout=timeout)
+
+    def _request(self, key: Key) -> None:
+        if key in self._pending or self._closed or len(self._pending) >= MAX_QUEUE:
+            return
+        if self._pid != os.getpid():
+            self._start_thread()
+        self._pending.add(key)
+        self._queue.put(key)
+
+    def _start_thread(self) -> None:
+        # Real OS primitives even when gevent has patched threading: a C SimpleQueue
+        # blocks on a real lock, and gevent's original start_new_thread makes a real
+        # thread (a patched one would be a greenlet, and hashing would stall the loop).
+        start_new_thread, allocate_lock = _original_thread_functions()
+        self._pending.clear()
+        self._queue = _queue.SimpleQueue()
+        self._stopped = allocate_lock()
+        self._stopped.acquire()
+        self._pid = os.getpid()
+        start_new_thread(_work, (weakref.ref(self), self._queue, self._stopped))
+        weakref.finalize(self, self._queue.put, None)  # a forgotten store ends its thread
+
+    def _drain(self, key: Key, queue: Any, deferred: list[tuple[float, Key]]) -> bool:
+        """Settle ``key`` and every version queued meanwhile, over one connection that is
+        closed when the queue is empty; False when told to stop. A version modified
+        too recently is deferred (it stays queued) and the thread goes on meanwhile."""
+        done: list[Key] = []
+        cache = DigestCache(self.cache_path, self.catalog.root)
+        try:
+            self._load(cache)  # what other workers stored since we last looked
+            next_key: Any = key
+            while next_key is not None and next_key is not _STOP:
+                wait = self._unsettled_for(next_key[2])
+                if wait > 0:
+                    heapq.heappush(deferred, (time.monotonic() + wait, next_key))
+                    next_key = _queued(queue)
+                    continue
+                try:
+                    self._settle(cache, next_key)
+                except Exception:  # one bad file must not end the thread
+                    log.exception("digest of %r failed", next_key[0])
+                done.append(next_key)
+                next_key = _queued(queue)
+            return next_key is not _STOP
+        finally:
+            cache.close()
+            self._pending.difference_update(done)
+
+    def _load(self, cache: DigestCache) -> None:
+        for path, size, mtime_ns, sha256, hashed_at in cache.known(since=self._seen):
+            self._known[path] = (size, mtime_ns, bytes(sha256))
+            self._seen = max(self._seen, hashed_at)
+
+    def _settle(self, cache: DigestCache, key: Key) -> None:
+        path, size, mtime_ns = key
+        pid = os.getpid()
+        claim, sha256 = cache.claim(key, pid, time.time())
+        if claim is _Claim.BUSY:
+            return  # another worker hashes it; a later request here finds it in the cache
+        if sha256 is None:
+            sha256 = self._hash(key)
+            if sha256 is None:
+                cache.release(key, pid)
+                return
+            cache.store(key, sha256, time.time())
+            self.hashed += 1
+        self._known[path] = (size, mtime_ns, sha256)
+
+    def _unsettled_for(self, mtime_ns: int) -> float:
+        """Seconds until a version modified at ``mtime_ns`` may be hashed."""
+        age = time.time() - mtime_ns / 1e9
+        return self.settle_seconds - age if 0 <= age < self.settle_seconds else 0.0
+
+    def _hash(self, key: Key) -> bytes | None:
+        path, size, mtime_ns = key
+        try:
+            opened = self.catalog.open_file(path)
+        except (CatalogError, OSError):
+            return None  # gone or replaced: a request for the new version asks again
+        try:
+            return hash_version(opened, size, mtime_ns, self.chunk)
+        finally:
+            opened.close()
+
+
+def _work(store_ref: weakref.ref[DigestStore], queue: Any, stopped: Any) -> None:
+    """The hashing thread. Idle, it holds neither its store (a store nobody uses any
+    more, an app in a test, ends its thread) nor any descriptor."""
+    _lower_priority()
+    deferred: list[tuple[float, Key]] = []  # (monotonic due time, version): not settled yet
+    try:
+        while (key := _next(queue, deferred)) is not None:
+            store = store_ref()
+            if store is None or not store._drain(key, queue, deferred):
+                break
+            del store
+    except Exception:
+        log.exception("the digest thread stopped")
+        if (store := store_ref()) is not None:
+            store._closed = True
+    finally:
+        stopped.release()
+
+
+_STOP = object()
+
+
+def _queued(queue: Any) -> Any:
+    """A version already queued, else None (the batch is over); _STOP when told to stop."""
+    try:
+        key = queue.get_nowait()
+    except _queue.Empty:
+        return None
+    return _STOP if key is None else key
+
+
+def _next(queue: Any, deferred: list[tuple[float, Key]]) -> Key | None:
+    """The next queued version, or a deferred one once it is due; None: stop."""
+    if not deferred:
+        key: Key | None = queue.get()
+        return key
+    wait = deferred[0][0] - time.monotonic()
+    if wait > 0:
+        try:
+            key = queue.get(timeout=wait)
+            return key
+        except _queue.Empty:
+            pass
+    return heapq.heappop(deferred)[1]
+
+
+def _original_thread_functions() -> tuple[Callable[..., Any], Callable[[], Any]]:
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        import _thread
+
+        return _thread.start_new_thread, _thread.allocate_lock
+    return (
+        monkey.get_original("_thread", "start_new_thread"),
+        monkey.get_original("_thread", "allocate_lock"),
+    )
+
+
+def _lower_priority() -> None:
+    """On Linux the nice value is per thread: hashing yields the CPU to serving."""
+    # Linux applies PRIO_PROCESS with ``who`` 0 to the calling thread only.
+    try:
+        niceness = os.getpriority(os.PRIO_PROCESS, 0) + _NICENESS
+        os.setpriority(os.PRIO_PROCESS, 0, min(19, niceness))
+    except (AttributeError, OSError):
+        pass

@@ -1,0 +1,282 @@
+"""The digest store: background hashing, the shared SQLite cache across a restart,
+claims between workers, and files that change while they are hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config import Settings
+from service import digests
+from service.catalog import Catalog
+from service.digests import DigestCache, DigestStore, hash_version, open_store
+
+OLD_NS = 1_700_000_000_000_000_000  # long settled: no racy-timestamp wait
+
+
+def write(path: Path, content: bytes, mtime_ns: int = OLD_NS) -> tuple[int, int]:
+    path.write_bytes(content)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+    facts = path.stat()
+    return facts.st_size, facts.st_mtime_ns
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def cache_path(tmp_path: Path) -> Path:
+    return tmp_path / "cache" / "digests.sqlite3"
+
+
+@pytest.fixture
+def new_store(root: Path, cache_path: Path) -> Iterator[object]:
+    cache_path.parent.mkdir(exist_ok=True)
+    stores: list[DigestStore] = []
+
+    def make(**options: object) -> DigestStore:
+        store = DigestStore(cache_path, Catalog(root), settle_seconds=0, **options)  # type: ignore[arg-type]
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+def rows(cache_path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(cache_path) as db:
+        return db.execute(
+            "SELECT path, size, mtime_ns, sha256, claimed_by, hashed_at FROM digests"
+        ).fetchall()
+
+
+def test_a_digest_is_absent_until_the_background_hash_is_done(root: Path, new_store) -> None:
+    content = os.urandom(3 * 2**20 + 5)
+    size, mtime = write(root / "a.bin", content)
+    store = new_store(chunk=2**20)
+    assert store.lookup("a.bin", size, mtime) is None  # queued, never hashed inline
+    assert store.wait_idle(10)
+    assert store.lookup("a.bin", size, mtime) == hashlib.sha256(content).digest()
+    assert store.hashed == 1
+    assert store.queue_length() == 0
+
+
+def test_a_restart_loads_the_cache_and_hashes_nothing(
+    root: Path, cache_path: Path, new_store
+) -> None:
+    size, mtime = write(root / "a.bin", b"x" * 1000)
+    first = new_store()
+    first.lookup("a.bin", size, mtime)
+    assert first.wait_idle(10)
+    before = rows(cache_path)
+    first.close()
+
+    second = new_store()  # a new process's store: the first answer already has it
+    assert second.lookup("a.bin", size, mtime) == hashlib.sha256(b"x" * 1000).digest()
+    assert second.queue_length() == 0
+    assert second.hashed == 0
+    assert rows(cache_path) == before  # not rewritten
+
+
+def test_another_root_shares_the_file_but_not_the_digests(
+    tmp_path: Path, root: Path, cache_path: Path, new_store
+) -> None:
+    size, mtime = write(root / "a.bin", b"one")
+    store = new_store()
+    store.lookup("a.bin", size, mtime)
+    assert store.wait_idle(10)
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    other = DigestStore(cache_path, Catalog(other_root), settle_seconds=0)
+    assert other.lookup("a.bin", size, mtime) is None
+    other.close()
+
+
+def test_a_new_version_is_hashed_and_replaces_the_old_row(
+    root: Path, cache_path: Path, new_store
+) -> None:
+    store = new_store()
+    old = write(root / "a.bin", b"old")
+    store.lookup("a.bin", *old)
+    assert store.wait_idle(10)
+    new = write(root / "a.bin", b"new!", OLD_NS + 10**9)
+    assert store.lookup("a.bin", *new) is None
+    assert store.lookup("a.bin", *old) is not None  # still known until a new one lands
+    assert store.wait_idle(10)
+    assert store.lookup("a.bin", *new) == hashlib.sha256(b"new!").digest()
+    assert [row[:3] for row in rows(cache_path)] == [("a.bin", *new)]
+
+
+def test_a_version_that_is_gone_gets_no_digest(root: Path, cache_path: Path, new_store) -> None:
+    store = new_store()
+    old = write(root / "a.bin", b"old")
+    write(root / "a.bin", b"newer", OLD_NS + 10**9)  # replaced before the thread looked
+    store.lookup("a.bin", *old)
+    assert store.wait_idle(10)
+    assert store.lookup("a.bin", *old) is None
+    assert rows(cache_path) == []  # and its claim is released
+
+
+def test_a_file_changed_while_it_is_hashed_gets_no_digest(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = root / "a.bin"
+    size, mtime = write(path, b"a" * 4096)
+    opened = Catalog(root).open_file("a.bin")
+    real_preadv = os.preadv
+
+    def preadv_then_write(fd: int, buffers: list[bytearray], offset: int) -> int:
+        count = real_preadv(fd, buffers, offset)
+        if offset == 0:
+            with open(path, "r+b") as file:  # same size, new bytes, new mtime
+                file.write(b"b" * 1024)
+        return count
+
+    monkeypatch.setattr(digests.os, "preadv", preadv_then_write)
+    try:
+        assert hash_version(opened, size, mtime, chunk=1024) is None
+    finally:
+        opened.close()
+    monkeypatch.undo()
+    again = Catalog(root).open_file("a.bin")
+    try:
+        facts = again.representation
+        expected = hashlib.sha256(b"b" * 1024 + b"a" * 3072).digest()
+        assert hash_version(again, facts.size, facts.mtime_ns, chunk=1024) == expected
+    finally:
+        again.close()
+
+
+def test_a_change_during_hashing_is_not_stored(
+    root: Path, cache_path: Path, new_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = root / "a.bin"
+    size, mtime = write(path, b"a" * 8192)
+    real_preadv = os.preadv
+
+    def preadv_then_touch(fd: int, buffers: list[bytearray], offset: int) -> int:
+        count = real_preadv(fd, buffers, offset)
+        if offset == 0:
+            os.utime(path, ns=(mtime + 1, mtime + 1))
+        return count
+
+    monkeypatch.setattr(digests.os, "preadv", preadv_then_touch)
+    store = new_store(chunk=4096)
+    assert store.lookup("a.bin", size, mtime) is None
+    assert store.wait_idle(10)
+    assert store.lookup("a.bin", size, mtime) is None
+    assert store.hashed == 0
+    assert rows(cache_path) == []
+
+
+def test_a_fresh_file_is_hashed_only_once_its_mtime_has_settled(
+    root: Path, cache_path: Path
+) -> None:
+    cache_path.parent.mkdir()
+    size, mtime = write(root / "a.bin", b"fresh", mtime_ns=os.stat(root).st_mtime_ns)
+    old = write(root / "b.bin", b"settled")
+    store = DigestStore(cache_path, Catalog(root), settle_seconds=1.0)
+    try:
+        store.lookup("a.bin", size, mtime)
+        store.lookup("b.bin", *old)
+        assert not store.wait_idle(0.3)  # still waiting for the timestamp tick to pass
+        assert store.queue_length() == 1
+        assert store.lookup("a.bin", size, mtime) is None
+        assert store.lookup("b.bin", *old) is not None  # not held up by the fresh one
+        assert store.wait_idle(10)
+        assert store.lookup("a.bin", size, mtime) is not None
+    finally:
+        store.close()
+
+
+def test_a_version_claimed_by_a_live_worker_is_left_to_it(
+    root: Path, cache_path: Path, new_store
+) -> None:
+    size, mtime = write(root / "a.bin", b"claimed")
+    store = new_store()
+    cache = DigestCache(cache_path, str(Catalog(root).root))
+    parent = os.getppid()  # alive, and not us
+    assert cache.claim(("a.bin", size, mtime), parent, 1e12)[0].value == "mine"
+    store.lookup("a.bin", size, mtime)
+    assert store.wait_idle(10)
+    assert store.hashed == 0
+    assert store.lookup("a.bin", size, mtime) is None
+    # The other worker stores it: the next request here finds it in the cache.
+    cache.store(("a.bin", size, mtime), b"\x01" * 32, 1e12)
+    cache.close()
+    assert store.lookup("a.bin", size, mtime) is None
+    assert store.wait_idle(10)
+    assert store.lookup("a.bin", size, mtime) == b"\x01" * 32
+    assert store.hashed == 0
+
+
+def test_a_claim_of_a_dead_process_is_taken_over(root: Path, cache_path: Path, new_store) -> None:
+    size, mtime = write(root / "a.bin", b"orphan")
+    store = new_store()
+    cache = DigestCache(cache_path, str(Catalog(root).root))
+    cache.claim(("a.bin", size, mtime), 2**22 + 12345, 1e12)  # above pid_max: no such pid
+    cache.close()
+    store.lookup("a.bin", size, mtime)
+    assert store.wait_idle(10)
+    assert store.lookup("a.bin", size, mtime) == hashlib.sha256(b"orphan").digest()
+
+
+def test_the_queue_length_counts_each_version_once(root: Path, cache_path: Path) -> None:
+    cache_path.parent.mkdir()
+    sizes = [
+        write(root / f"{i}.bin", b"x" * i, mtime_ns=os.stat(root).st_mtime_ns) for i in range(3)
+    ]
+    store = DigestStore(cache_path, Catalog(root), settle_seconds=5.0)
+    try:
+        for _ in range(3):
+            for i, (size, mtime) in enumerate(sizes):
+                store.lookup(f"{i}.bin", size, mtime)
+        assert store.queue_length() == 3
+    finally:
+        store.close(timeout=0.1)
+
+
+# --- opening ------------------------------------------------------------------------------
+
+
+def test_digests_can_be_turned_off(root: Path) -> None:
+    assert open_store(Settings(data_root=root, digests=False), Catalog(root)) is None
+
+
+def test_an_unusable_cache_leaves_the_service_running_without_digests(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with caplog.at_level(logging.ERROR, logger="service.digests"):
+        store = open_store(Settings(data_root=root, digest_cache=blocker), Catalog(root))
+    assert store is None
+    assert "digests are off" in caplog.text
+
+
+def test_the_default_folder_must_be_private(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # someone else could plant rows here
+    monkeypatch.setattr(digests, "default_cache_dir", lambda: shared)
+    with caplog.at_level(logging.ERROR, logger="service.digests"):
+        assert open_store(Settings(data_root=root), Catalog(root)) is None
+    assert "writable by other users" in caplog.text
+    shared.chmod(0o700)
+    store = open_store(Settings(data_root=root), Catalog(root))
+    assert store is not None
+    assert (shared / "digests.sqlite3").exists()
+    store.close()
