@@ -8,7 +8,10 @@ stored SHA-256) is one more ``ETAG_MODES`` entry, and every test here runs again
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +34,15 @@ class EtagMode:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def digest_etag_of(path: Path) -> str:
+    """``DL_ETAG=digest``: the file's SHA-256, base64url without padding, once known."""
+    sha256 = hashlib.sha256(path.read_bytes()).digest()
+    return '"sha256-' + base64.urlsafe_b64encode(sha256).decode().rstrip("=") + '"'
+
+
 ETAG_MODES = {
     "mtime": EtagMode(expected=etag_of),
+    "digest": EtagMode(expected=digest_etag_of, env={"DL_ETAG": "digest"}),
 }
 
 # Distinct sub-second mtimes, in the past (If-Range with a date needs Last-Modified at
@@ -62,7 +72,21 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(module_cluster_factory: ClusterFactory, source: Path, etag_mode: EtagMode) -> Cluster:
-    return module_cluster_factory(source, env=etag_mode.env)
+    cluster = module_cluster_factory(source, env=etag_mode.env)
+    wait_for_etags(cluster.nodes, source, etag_mode)
+    return cluster
+
+
+def wait_for_etags(nodes: list[Node], source: Path, mode: EtagMode, timeout: float = 30.0) -> None:
+    """Until every node sends the mode's ETag for every file: a digest ETag appears once
+    the node's background hashing has seen the file (the first request queues it)."""
+    deadline = time.monotonic() + timeout
+    for node in nodes:
+        for name in FILES:
+            expected = mode.expected(source / name)
+            while (etag := _get(node, name, method="HEAD")["ETag"]) != expected:
+                assert time.monotonic() < deadline, (node.name, name, etag, expected)
+                time.sleep(0.1)
 
 
 def _get(
@@ -150,3 +174,26 @@ def test_copies_without_preserved_mtimes_would_disagree(tmp_path: Path, source: 
     for name in FILES:
         assert etag_of(careful / name) == etag_of(source / name)
         assert etag_of(careless / name) != etag_of(source / name)
+
+
+def test_digest_etags_agree_where_mtimes_differ(
+    cluster_factory: ClusterFactory, source: Path
+) -> None:
+    """What ``DL_ETAG=digest`` is for: replicas whose mtimes were not kept still send one
+    ETag per content, so If-None-Match and If-Range work across them."""
+    mode = ETAG_MODES["digest"]
+    cluster = cluster_factory(source, count=2, env=mode.env)
+    first, second = cluster.nodes
+    for name in FILES:
+        os.utime(second.root / name, ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    wait_for_etags(cluster.nodes, source, mode)
+    name = "sub/b.bin"
+    size = len(FILES[name][0])
+    one, other = _get(first, name, method="HEAD"), _get(second, name, method="HEAD")
+    assert one["Last-Modified"] != other["Last-Modified"]
+    assert one["ETag"] == other["ETag"] == mode.expected(source / name)
+    assert _get(second, name, [("If-None-Match", one["ETag"])]).status == 304
+    resumed = _get(second, name, [("Range", "bytes=1000-"), ("If-Range", one["ETag"])])
+    assert resumed.status == 206, resumed
+    assert resumed["Content-Range"] == f"bytes 1000-{size - 1}/{size}"
+    assert resumed.body == FILES[name][0][1000:]
