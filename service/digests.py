@@ -45,7 +45,7 @@ Key = tuple[str, int, int]  # (URL path below /files/, size, mtime_ns)
 
 CACHE_FILE = "digests.sqlite3"
 #: Bytes per read while hashing: large, so the GIL is released for most of the work.
-HASH_CHUNK = 4 * 1024 * 1024
+HASH_CHUNK = 1024 * 1024
 #: A version is hashed once its mtime is this old: a write within the same timestamp
 #: tick as the previous one would leave size and mtime unchanged (racy timestamps).
 SETTLE_SECONDS = 2.0

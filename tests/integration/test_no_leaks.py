@@ -280,6 +280,20 @@ def assert_every_download_slot_free(site: Site) -> None:
             conn.close(reset=True)
 
 
+def wait_for_digests(site: Site, names: list[str], timeout: float = 30.0) -> None:
+    """Until the worker knows these files' digests: its one-time hashing (a thread, a
+    read buffer, the cache connection) belongs to the baseline, not to the growth."""
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while True:
+            with rawhttp.Connection(site.server.host, site.server.port) as conn:
+                conn.request("HEAD", f"/files/{name}")
+                if conn.read_response("HEAD").get("Repr-Digest") is not None:
+                    break
+            assert time.monotonic() < deadline, f"no digest for {name} in {timeout} s"
+            time.sleep(0.1)
+
+
 def test_ten_thousand_requests_leave_no_descriptor_or_memory_behind(site: Site) -> None:
     server = site.server
     worker = the_worker(server)
@@ -289,6 +303,7 @@ def test_ten_thousand_requests_leave_no_descriptor_or_memory_behind(site: Site) 
 
     warm = run_requests(site, 0, WARM_UP_REQUESTS)
     assert sum(warm.values()) == WARM_UP_REQUESTS
+    wait_for_digests(site, ["small.bin", "big.bin"])
     fds_before = settled_fd_count(server, worker)
     rss_before = settled_rss_kib(worker)
 
