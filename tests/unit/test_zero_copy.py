@@ -18,7 +18,7 @@ from service.catalog import OpenFile
 from service.errors import TruncatedFileError
 from service.sansio import Span
 from service.sansio.multipart import layout
-from service.streaming import PRIMER, iter_body, zero_copy_socket
+from service.streaming import PRIMER, SMALL_BODY, iter_body, zero_copy_socket
 
 SIZE = 3 * 1024 * 1024 + 17
 CONTENT = os.urandom(SIZE)
@@ -103,6 +103,26 @@ def test_a_small_body_never_reaches_sendfile(big_file: Path, pair, monkeypatch) 
         deliver(open_file(big_file), [Span(10, 10 + PRIMER)], near, far)
         == CONTENT[10 : 10 + PRIMER]
     )
+
+
+def test_a_body_up_to_small_body_is_copied_in_one_chunk(big_file: Path, pair, monkeypatch) -> None:
+    near, far = pair
+    monkeypatch.setattr(os, "sendfile", lambda *args: pytest.fail("sendfile called"))
+    drain = Drain(far)
+    chunks = list(iter_body(open_file(big_file), [Span(7, 7 + SMALL_BODY)], 1 << 20, 1 << 20, near))
+    near.shutdown(socket.SHUT_WR)
+    assert chunks == [CONTENT[7 : 7 + SMALL_BODY]]
+    assert drain.result() == b""
+
+
+def test_a_body_over_small_body_goes_through_sendfile(big_file: Path, pair) -> None:
+    near, far = pair
+    drain = Drain(far)
+    span = Span(7, 7 + SMALL_BODY + 1)
+    chunks = list(iter_body(open_file(big_file), [span], 1 << 20, 1 << 20, near))
+    near.shutdown(socket.SHUT_WR)
+    assert chunks == [CONTENT[7 : 7 + PRIMER]]
+    assert drain.result() == CONTENT[7 + PRIMER : span.stop]
 
 
 def test_a_file_truncated_mid_transfer_raises(big_file: Path, pair) -> None:
