@@ -212,10 +212,10 @@ def _sendfile(sock: socket.socket, fd: int, span: Span, throttle: Throttle) -> N
     out = sock.fileno()
     offset = cached_until = span.start
     while offset < span.stop:
-        step = throttle.allowance(min(span.stop - offset, SENDFILE_STEP))
-        if offset + step > cached_until:  # a slow client takes many calls per step
-            diskio.ensure_cached(fd, offset, step)
-            cached_until = offset + step
+        if offset >= cached_until:  # a slow client takes many calls per step: probe once
+            cached_until = min(span.stop, offset + SENDFILE_STEP)
+            diskio.ensure_cached(fd, offset, cached_until - offset)
+        step = throttle.allowance(cached_until - offset)
         try:
             sent = os.sendfile(out, fd, offset, step)
         except BlockingIOError:
