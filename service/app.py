@@ -8,6 +8,7 @@ from config import Settings
 from service import accesslog, digests
 from service.catalog import Catalog
 from service.errors import register_error_handlers
+from service.flaskapp import DownloadFlask
 from service.links import make_signer
 
 
@@ -16,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from service import forwarded, health, offload, views
 
     settings = Settings.from_env() if settings is None else settings.validated()
-    app = Flask(__name__)
+    app = DownloadFlask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.merge_slashes = False
     app.extensions["settings"] = settings

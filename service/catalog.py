@@ -66,8 +66,7 @@ class Catalog:
 
     def open_file(self, url_path: str) -> OpenFile:
         """Open the regular file at ``url_path`` for reading (raises a CatalogError)."""
-        real = self._resolve(self._segments(url_path))
-        kind = _file_type(real)
+        real, kind = self._locate(self._segments(url_path))
         if stat.S_ISDIR(kind):
             raise IsFolderError
         if not stat.S_ISREG(kind):
@@ -136,6 +135,22 @@ class Catalog:
             if segment.startswith(".") and not self.serve_hidden:
                 raise NotFoundError
         return segments
+
+    def _locate(self, segments: list[str]) -> tuple[str, int]:
+        """The real path of ``segments`` and its file type. A path without symlinks (the
+        usual case) costs one ``lstat`` per segment below the root, where ``realpath``
+        would ``lstat`` every component from ``/`` and a ``stat`` would follow; the
+        first symlink hands over to :meth:`_resolve`, which applies the symlink rules."""
+        path = self.root
+        mode = stat.S_IFDIR
+        for segment in segments:
+            path = os.path.join(path, segment)
+            with _os_errors():
+                mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                real = self._resolve(segments)
+                return real, _file_type(real)
+        return path, mode
 
     def _resolve(self, segments: list[str]) -> str:
         real = os.path.realpath(os.path.join(self.root, *segments))

@@ -68,20 +68,23 @@ def _listing(catalog: Catalog, name: str) -> Response:
 
 
 def _conditions() -> Conditions:
-    headers = request.headers
+    environ = request.environ  # what request.headers reads, without its per-key work
     return Conditions(
-        range=headers.get("Range"),
-        if_range=headers.get("If-Range"),
-        if_match=headers.get("If-Match"),
-        if_none_match=headers.get("If-None-Match"),
-        if_modified_since=headers.get("If-Modified-Since"),
-        if_unmodified_since=headers.get("If-Unmodified-Since"),
-        want_digest=headers.get("Want-Digest"),
-        want_repr_digest=headers.get("Want-Repr-Digest"),
+        range=environ.get("HTTP_RANGE"),
+        if_range=environ.get("HTTP_IF_RANGE"),
+        if_match=environ.get("HTTP_IF_MATCH"),
+        if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
+        if_modified_since=environ.get("HTTP_IF_MODIFIED_SINCE"),
+        if_unmodified_since=environ.get("HTTP_IF_UNMODIFIED_SINCE"),
+        want_digest=environ.get("HTTP_WANT_DIGEST"),
+        want_repr_digest=environ.get("HTTP_WANT_REPR_DIGEST"),
     )
 
 
 def _policy() -> Policy:
     settings: Settings = current_app.extensions["settings"]
-    inline = settings.inline or request.args.get("inline") in ("1", "true")
+    inline = settings.inline or (
+        bool(request.environ.get("QUERY_STRING"))  # most requests have no query to parse
+        and request.args.get("inline") in ("1", "true")
+    )
     return Policy(settings.max_ranges, settings.cache_control, inline, settings.etag == "digest")

@@ -206,3 +206,23 @@ def test_behind_a_proxy_the_client_is_the_one_a_trusted_proxy_names(
     body.close()
     (line,) = records.lines
     assert line["client"] == logged
+
+
+def test_new_request_ids_are_32_hex_digits_and_differ_in_a_forked_worker() -> None:
+    from service.accesslog import _new_id
+
+    ids = {_new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in ids)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # as gunicorn forks its workers from one master
+        os.write(write_end, _new_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    parent_next = _new_id()
+    with os.fdopen(read_end, "rb") as pipe:
+        child_id = pipe.read().decode()
+    os.waitpid(child, 0)
+    assert len(child_id) == 32
+    assert child_id != parent_next

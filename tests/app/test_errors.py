@@ -227,6 +227,7 @@ def test_eacces_from_stat_is_403(
         return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "stat", refuse)
+    monkeypatch.setattr(os, "lstat", refuse)
     assert_short_text(fetch(client, "/files/sub/b.txt"), 403, b"Forbidden\n")
 
 

@@ -118,6 +118,30 @@ def test_a_symlinked_folder_inside_the_root_is_traversed(
     assert read_all(open_file(catalog, "shortcut/c.txt", opened_files)) == b"see"
 
 
+def test_a_path_without_symlinks_is_opened_without_realpath(
+    catalog: Catalog, opened_files: list[OpenFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-request cost: one lstat per segment, not a realpath walk from /."""
+    lstats: list[str] = []
+    real_lstat = os.lstat
+
+    def counting_lstat(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        lstats.append(path)
+        return real_lstat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    def no_realpath(*args: object, **kwargs: object) -> str:
+        raise AssertionError("realpath on a path without symlinks")
+
+    monkeypatch.setattr(os.path, "realpath", no_realpath)
+    monkeypatch.setattr(os, "lstat", counting_lstat)
+    assert read_all(open_file(catalog, "sub/deeper/c.txt", opened_files)) == b"see"
+    assert [path.removeprefix(catalog.root) for path in lstats] == [
+        "/sub",
+        "/sub/deeper",
+        "/sub/deeper/c.txt",
+    ]
+
+
 # --- bad paths: 400 ----------------------------------------------------------------------
 
 
@@ -418,17 +442,22 @@ def test_a_permission_error_on_open_is_forbidden(
         catalog.open_file("a.txt")
 
 
-def test_eacces_from_stat_is_forbidden(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_stat = os.stat
+@pytest.mark.parametrize(("call", "name"), [("lstat", "a.txt"), ("stat", "alias.txt")])
+def test_eacces_from_stat_is_forbidden(
+    root: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch, call: str, name: str
+) -> None:
+    """Plain names are checked with lstat, names through a symlink with stat."""
+    (root / "alias.txt").symlink_to("a.txt")
+    real_stat = getattr(os, call)
 
     def refuse(path: object, *args: object, **kwargs: object) -> os.stat_result:
         if str(path).endswith("a.txt"):
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+        return real_stat(path, *args, **kwargs)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(os, "stat", refuse)
+    monkeypatch.setattr(os, call, refuse)
     with pytest.raises(ForbiddenError):
-        catalog.open_file("a.txt")
+        catalog.open_file(name)
 
 
 def test_a_folder_that_cannot_be_listed_is_forbidden(

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from service import diskio
 from service.catalog import OpenFile
 from service.errors import TruncatedFileError
 from service.sansio import Span
 from service.sansio.multipart import layout
-from service.streaming import PRIMER, iter_body, zero_copy_socket
+from service.streaming import PRIMER, SENDFILE_STEP, SMALL_BODY, iter_body, zero_copy_socket
 
 SIZE = 3 * 1024 * 1024 + 17
 CONTENT = os.urandom(SIZE)
@@ -83,6 +84,9 @@ def test_whole_file_yields_only_the_primer_and_sendfiles_the_rest(big_file: Path
     assert yielded == CONTENT[:PRIMER]
     assert drain.result() == CONTENT[PRIMER:]
     assert file.fd is None
+    # gunicorn holds the last chunk it wrote during the whole sendfile transfer: a
+    # slow client must not pin a buffer that way.
+    assert len(yielded) <= 64
 
 
 def test_ranges_and_multipart_bodies_arrive_exactly(big_file: Path, pair) -> None:
@@ -100,6 +104,53 @@ def test_a_small_body_never_reaches_sendfile(big_file: Path, pair, monkeypatch) 
         deliver(open_file(big_file), [Span(10, 10 + PRIMER)], near, far)
         == CONTENT[10 : 10 + PRIMER]
     )
+
+
+def test_a_body_up_to_small_body_is_copied_in_one_chunk(big_file: Path, pair, monkeypatch) -> None:
+    near, far = pair
+    monkeypatch.setattr(os, "sendfile", lambda *args: pytest.fail("sendfile called"))
+    drain = Drain(far)
+    chunks = list(iter_body(open_file(big_file), [Span(7, 7 + SMALL_BODY)], 1 << 20, 1 << 20, near))
+    near.shutdown(socket.SHUT_WR)
+    assert chunks == [CONTENT[7 : 7 + SMALL_BODY]]
+    assert drain.result() == b""
+
+
+def test_a_body_over_small_body_goes_through_sendfile(big_file: Path, pair) -> None:
+    near, far = pair
+    drain = Drain(far)
+    span = Span(7, 7 + SMALL_BODY + 1)
+    chunks = list(iter_body(open_file(big_file), [span], 1 << 20, 1 << 20, near))
+    near.shutdown(socket.SHUT_WR)
+    assert chunks == [CONTENT[7 : 7 + PRIMER]]
+    assert drain.result() == CONTENT[7 + PRIMER : span.stop]
+
+
+def test_a_slow_client_costs_one_cache_probe_per_step_not_per_call(
+    big_file: Path, pair, monkeypatch
+) -> None:
+    near, far = pair
+    near.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+    near.settimeout(10)  # non-blocking inside, as under gevent: partial calls, EAGAIN
+    probes: list[tuple[int, int]] = []
+    calls: list[int] = []
+    real_probe, real_sendfile = diskio.ensure_cached, os.sendfile
+
+    def probe(fd: int, offset: int, length: int) -> None:
+        probes.append((offset, length))
+        real_probe(fd, offset, length)
+
+    def sendfile(out: int, fd: int, offset: int, count: int) -> int:
+        calls.append(count)
+        return real_sendfile(out, fd, offset, count)
+
+    monkeypatch.setattr(diskio, "ensure_cached", probe)
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    assert deliver(open_file(big_file), [Span(0, SIZE)], near, far) == CONTENT
+    starts = [offset for offset, _ in probes]
+    assert starts == list(range(PRIMER, SIZE, SENDFILE_STEP))  # each byte probed once
+    assert sum(length for _, length in probes) == SIZE - PRIMER
+    assert len(calls) > 2 * len(probes)
 
 
 def test_a_file_truncated_mid_transfer_raises(big_file: Path, pair) -> None:
