@@ -1,4 +1,4 @@
-"""Tables of medians and ratios, the goals of issue 3, JSON, the chart, BENCHMARKS.md."""
+"""Tables of medians and ratios, the goals, JSON, the chart, BENCHMARKS.md."""
 
 from __future__ import annotations
 

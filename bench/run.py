@@ -191,7 +191,7 @@ def main() -> int:
     report.write_json(results_dir / "latest.json", document, found)
     drew = report.chart(results_dir / "latest.png", document)
     print(tables)
-    print("\n### Goals of issue 3\n")
+    print("\n### Goals\n")
     print(goal_text)
     print(f"\ntotal runtime {elapsed:.0f} s; JSON {config.results_dir / 'latest.json'}", end="")
     print(f"; chart {config.results_dir / 'latest.png'}" if drew else "; no chart")
@@ -218,7 +218,7 @@ Linux {machine["kernel"]}, Python {machine["python"]}; shared and noisy
 - service: {versions["service"]}; peers: {versions["bench"]}
 - tools: {versions["nginx"]}; {versions["wrk"]}; {versions["curl"]}
 
-### Goals of issue 3
+### Goals
 
 {goal_text}
 

@@ -1,4 +1,4 @@
-"""The six scenarios of issue 3. Each runs its peers several times, interleaved in a
+"""The six benchmark scenarios. Each runs its peers several times, interleaved in a
 rotating order, and returns every run plus the medians (``{"peers": {name: {"runs": [...],
 "median": {...}}}}``).
 

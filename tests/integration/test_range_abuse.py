@@ -49,7 +49,7 @@ SEED = 20110824  # the day CVE-2011-3192 was published
 #: Bound on the multipart framing of one part: delimiter, boundary, Content-Type and
 #: Content-Range lines (about 110 bytes for this file size).
 PART_FRAMING = 200
-#: "At most about twice the file" (issue 4), plus the framing of the largest multipart.
+#: "At most about twice the file", plus the framing of the largest multipart.
 SLACK = MAX_RANGES * PART_FRAMING
 PER_REQUEST_SECONDS = 1.0
 TOTAL_SECONDS = 30.0
