@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from typing import Any
 
 #: A fixed modification time in the past (2023-11-14T22:13:20Z), so Last-Modified is
 #: the file's own and never clipped to "now".
@@ -35,3 +37,23 @@ def build_tree(root: Path) -> Path:
 def open_fds() -> int:
     """Descriptors open in this process right now."""
     return len(os.listdir("/proc/self/fd"))
+
+
+def wsgi_call(app: Any, path: str, **extra: Any) -> tuple[list[Any], Any]:
+    """The WSGI call as a server makes it, with ``extra`` environ keys (``REMOTE_ADDR``
+    at least): (start_response's arguments, the body iterable, still to be closed)."""
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "t",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": io.StringIO(),
+        **extra,
+    }
+    started: list[Any] = []
+    body = app(environ, lambda status, headers, exc_info=None: started.extend([status, headers]))
+    return started, body

@@ -3,7 +3,6 @@ the transfer ended, on both delivery paths."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from config import Settings
 from service import create_app
 from service.accesslog import LOGGER
 from service.errors import TruncatedFileError
-from tests.app import BIG, BIG_SIZE, build_tree
+from tests.app import BIG, BIG_SIZE, build_tree, wsgi_call
 
 
 class Records(logging.Handler):
@@ -47,23 +46,7 @@ def app(tmp_path: Path) -> Flask:
 
 
 def call(app: Flask, path: str, **extra: Any) -> tuple[list[Any], Any]:
-    """The WSGI call as a server makes it: (start_response args, body iterable)."""
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "t",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "192.0.2.9",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": io.StringIO(),
-        **extra,
-    }
-    started: list[Any] = []
-    body = app(environ, lambda status, headers, exc_info=None: started.extend([status, headers]))
-    return started, body
+    return wsgi_call(app, path, **{"REMOTE_ADDR": "192.0.2.9", **extra})
 
 
 def test_a_complete_download_logs_its_bytes_and_request_id(app, records) -> None:

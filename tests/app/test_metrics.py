@@ -3,7 +3,6 @@ once, the bytes the access log saw, who may scrape, and nothing at all when turn
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ from config import Settings
 from service import create_app
 from service.accesslog import LOGGER, AccessLog
 from service.errors import TruncatedFileError
-from tests.app import BIG, BIG_SIZE, MTIME_NS, build_tree
+from tests.app import BIG, BIG_SIZE, MTIME_NS, build_tree, wsgi_call
 
 
 @pytest.fixture
@@ -32,23 +31,7 @@ def app(root: Path) -> Flask:
 
 
 def call(app: Flask, path: str, **extra: Any) -> tuple[list[Any], Any]:
-    """The WSGI call as a server makes it: (start_response args, body iterable)."""
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "t",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": io.StringIO(),
-        **extra,
-    }
-    started: list[Any] = []
-    body = app(environ, lambda status, headers, exc_info=None: started.extend([status, headers]))
-    return started, body
+    return wsgi_call(app, path, **{"REMOTE_ADDR": "127.0.0.1", **extra})
 
 
 def fetch(app: Flask, path: str, **extra: Any) -> tuple[int, bytes]:
