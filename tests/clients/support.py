@@ -23,6 +23,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.server import GunicornServer
+from tests.support.tools import require_tool
 
 CLIENT_TIMEOUT = 120.0
 
@@ -216,3 +217,29 @@ def response_headers(dump: Path) -> list[list[tuple[str, str]]]:
             name, _, value = line.partition(":")
             responses[-1].append((name.strip().lower(), value.strip()))
     return responses
+
+
+def aria2c_command(
+    url: str, out_dir: Path, name: str, *, split: int = 8, extra: Sequence[str] = ()
+) -> list[str]:
+    """aria2c fetching ``url`` into ``out_dir/name`` over ``split`` connections, quietly,
+    without a config file, overwriting (never renaming) what is there."""
+    return [
+        require_tool("aria2c"),
+        "--no-conf",
+        f"-x{split}",
+        f"-s{split}",
+        "--min-split-size=1M",
+        "--file-allocation=none",
+        "--allow-overwrite=true",
+        "--auto-file-renaming=false",
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "--show-console-readout=false",
+        *extra,
+        "-d",
+        str(out_dir),
+        "-o",
+        name,
+        url,
+    ]

@@ -6,37 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.support import ClientServer, run, sha256_file, show
-from tests.support.tools import require_tool
+from tests.clients.support import ClientServer, aria2c_command, run, sha256_file, show
 
 pytestmark = pytest.mark.clients
 
 
 def test_aria2c_split_download(client_server: ClientServer, out_dir: Path) -> None:
-    aria2c = require_tool("aria2c")
     name = "aria2-split.bin"
     url = client_server.publish(name)
 
-    run(
-        [
-            aria2c,
-            "--no-conf",
-            "-x8",
-            "-s8",
-            "--min-split-size=1M",
-            "--file-allocation=none",
-            "--allow-overwrite=true",
-            "--auto-file-renaming=false",
-            "--console-log-level=warn",
-            "--summary-interval=0",
-            "--show-console-readout=false",
-            "-d",
-            str(out_dir),
-            "-o",
-            name,
-            url,
-        ]
-    )
+    run(aria2c_command(url, out_dir, name))
 
     out = out_dir / name
     assert out.stat().st_size == client_server.size

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.clients.support import run, sha256_file
+from tests.clients.support import aria2c_command, run, sha256_file
 from tests.integration.helpers import MiB, write_big_file
 from tests.support.server import GunicornServer
 from tests.support.tools import require_tool
@@ -65,26 +65,7 @@ def wait_for_digest(url: str, timeout: float = 30.0) -> str:
 
 
 def aria2c(url: str, out_dir: Path, name: str, log: Path) -> list[str]:
-    return [
-        require_tool("aria2c"),
-        "--no-conf",
-        "-x4",
-        "-s4",
-        "--min-split-size=1M",
-        "--file-allocation=none",
-        "--allow-overwrite=true",
-        "--auto-file-renaming=false",
-        "--console-log-level=warn",
-        "--summary-interval=0",
-        "--show-console-readout=false",
-        "--log-level=info",
-        f"--log={log}",
-        "-d",
-        str(out_dir),
-        "-o",
-        name,
-        url,
-    ]
+    return aria2c_command(url, out_dir, name, split=4, extra=["--log-level=info", f"--log={log}"])
 
 
 def test_aria2c_verifies_the_download_with_the_digest_it_is_sent(

@@ -11,7 +11,13 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.clients.support import response_headers, run, sha256_file, write_prefix
+from tests.clients.support import (
+    aria2c_command,
+    response_headers,
+    run,
+    sha256_file,
+    write_prefix,
+)
 from tests.multinode.cluster import Cluster, by_node
 from tests.multinode.conftest import BigFile, ClusterFactory
 from tests.support.tools import require_tool
@@ -49,26 +55,8 @@ def _assert_spread(cluster: Cluster, target: str, size: int) -> None:
 def test_aria2c_split_download_is_spread_over_nodes(
     cluster: Cluster, big_file: BigFile, out_dir: Path
 ) -> None:
-    aria2c = require_tool("aria2c")
     target = _publish(cluster, big_file, "aria2.bin")
-    run(
-        [
-            aria2c,
-            "--no-conf",
-            "-x8",
-            "-s8",
-            "--min-split-size=1M",
-            "--file-allocation=none",
-            "--console-log-level=warn",
-            "--summary-interval=0",
-            "--show-console-readout=false",
-            "-d",
-            str(out_dir),
-            "-o",
-            "aria2.bin",
-            cluster.haproxy.url + target,
-        ]
-    )
+    run(aria2c_command(cluster.haproxy.url + target, out_dir, "aria2.bin"))
     assert sha256_file(out_dir / "aria2.bin") == big_file.sha256
     _assert_spread(cluster, target, big_file.size)
 
