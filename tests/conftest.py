@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -29,6 +30,27 @@ def _session_digest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(digests, "default_cache_dir", lambda: tmp_path_factory.mktemp("digests"))
         yield
+
+
+@pytest.fixture(autouse=True)
+def _digest_stores_end_with_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every digest store an in-process app opens is closed when its test ends, so no
+    hashing thread of one test still holds descriptors while the next one counts them.
+    (A module-scoped app's store closes after the module's first test: later lookups
+    find no digest and queue nothing, which the tests sharing such an app never need.)"""
+    opened: list[digests.DigestStore] = []
+    real_open_store = digests.open_store
+
+    def open_store(*args: Any, **kwargs: Any) -> digests.DigestStore | None:
+        store = real_open_store(*args, **kwargs)
+        if store is not None:
+            opened.append(store)
+        return store
+
+    monkeypatch.setattr(digests, "open_store", open_store)
+    yield
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture(scope="session", params=sorted(DELIVERIES))

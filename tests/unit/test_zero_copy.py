@@ -150,7 +150,7 @@ def test_a_slow_client_costs_one_cache_probe_per_step_not_per_call(
     starts = [offset for offset, _ in probes]
     assert starts == list(range(PRIMER, SIZE, SENDFILE_STEP))  # each byte probed once
     assert sum(length for _, length in probes) == SIZE - PRIMER
-    assert len(calls) > 2 * len(probes)
+    assert len(calls) > len(probes)  # partial sends happened: per-call probes would show
 
 
 def test_a_file_truncated_mid_transfer_raises(big_file: Path, pair) -> None:
