@@ -174,11 +174,11 @@ def _copy(file: OpenFile, segment: Segment, chunk_size: int, throttle: Throttle)
         yield segment
         throttle.account(len(segment))
         return
-    fd = _fd(file)
+    reader = diskio.SequentialReader(_fd(file), segment.stop)
     offset = segment.start
     while offset < segment.stop:
         wanted = throttle.allowance(min(chunk_size, segment.stop - offset))
-        data = diskio.read(fd, wanted, offset)
+        data = reader.read(wanted, offset)
         if not data:
             raise TruncatedFileError(f"file ended at byte {offset}, {segment.stop - offset} short")
         offset += len(data)
