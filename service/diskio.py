@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 _PROBE = bytearray(1)
 _WARM_STEP = 1024 * 1024
+#: How far ahead of a sequential reader of a cold file the kernel is asked to read.
+READ_AHEAD = 8 * 1024 * 1024
 _nowait_supported = hasattr(os, "RWF_NOWAIT")
 
 
@@ -28,6 +30,38 @@ def read(fd: int, length: int, offset: int) -> bytes:
     if is_cached(fd, offset, length):
         return os.pread(fd, length, offset)
     return _off_loop(os.pread, fd, length, offset)
+
+
+class SequentialReader:
+    """Reads one span of a file front to back (the copy path), cached pages on the loop.
+
+    Once a read misses the page cache the file is cold, and from then on the pool thread
+    keeps the kernel reading up to :data:`READ_AHEAD` bytes ahead (``WILLNEED``, never
+    past the span). Pages read that way carry no readahead mark, so the loop's reads of
+    them never start the kernel's own readahead: that I/O submission ran on the loop
+    and cost 0.4 ms per 256 KiB read, with stalls of 5-28 ms.
+    """
+
+    def __init__(self, fd: int, stop: int) -> None:
+        self.fd = fd
+        self.stop = stop
+        self._advised = 0  # the kernel was asked to read up to here; 0: not cold yet
+
+    def read(self, length: int, offset: int) -> bytes:
+        if is_cached(self.fd, offset, length) and not self._advice_due(offset):
+            return os.pread(self.fd, length, offset)
+        return _off_loop(self._advise_and_read, length, offset)
+
+    def _advice_due(self, offset: int) -> bool:
+        return 0 < self._advised < self.stop and self._advised - offset < READ_AHEAD // 2
+
+    def _advise_and_read(self, length: int, offset: int) -> bytes:
+        start = max(self._advised, offset)
+        end = min(self.stop, offset + READ_AHEAD)
+        if end > start:
+            os.posix_fadvise(self.fd, start, end - start, os.POSIX_FADV_WILLNEED)
+            self._advised = end
+        return os.pread(self.fd, length, offset)
 
 
 def ensure_cached(fd: int, offset: int, length: int) -> None:

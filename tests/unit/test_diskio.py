@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -52,6 +53,48 @@ def test_evicted_pages_are_reported_and_read_off_the_loop(fd: int, monkeypatch) 
     diskio.ensure_cached(fd, 5_000_000, 1_000_000)
     assert calls == ["pread", "_warm"]
     assert diskio.is_cached(fd, 5_000_000, 1_000_000)  # warmed for sendfile
+
+
+def test_a_sequential_reader_of_a_hot_file_stays_on_the_loop(fd: int, monkeypatch) -> None:
+    monkeypatch.setattr(diskio, "_off_loop", lambda *args: pytest.fail("went off the loop"))
+    reader = diskio.SequentialReader(fd, SIZE)
+    chunk = 256 * 1024
+    assert b"".join(reader.read(chunk, offset) for offset in range(0, SIZE, chunk)) == CONTENT
+
+
+def test_a_sequential_reader_of_a_cold_file_keeps_the_kernel_reading_ahead(
+    fd: int, monkeypatch
+) -> None:
+    """After the first miss, every read-ahead request runs in the pool, stays within
+    READ_AHEAD of the reader, never passes the span's end, and the bytes are exact."""
+    evict(fd)
+    monkeypatch.setattr(diskio, "READ_AHEAD", 1024 * 1024)
+    stop = SIZE - 100_000
+    off_loop: list[str] = []
+    advice: list[tuple[int, int]] = []
+    real_fadvise = os.posix_fadvise
+
+    def in_pool(function, *args):  # type: ignore[no-untyped-def]
+        off_loop.append(function.__name__)
+        return function(*args)
+
+    def fadvise(descriptor: int, offset: int, length: int, what: int) -> None:
+        assert off_loop, "advice given on the loop"
+        if what == os.POSIX_FADV_WILLNEED:
+            advice.append((offset, offset + length))
+        real_fadvise(descriptor, offset, length, what)
+
+    monkeypatch.setattr(diskio, "_off_loop", in_pool)
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    reader = diskio.SequentialReader(fd, stop)
+    chunk, data, start = 64 * 1024, [], 4096
+    for offset in range(start, stop, chunk):
+        data.append(reader.read(min(chunk, stop - offset), offset))
+    assert b"".join(data) == CONTENT[start:stop]
+    assert advice[0] == (start, start + 1024 * 1024)
+    assert all(b == c for (_, b), (c, _) in itertools.pairwise(advice))  # no gaps
+    assert advice[-1][1] == stop
+    assert len(advice) >= (stop - start) // (1024 * 1024)  # renewed, not asked once
 
 
 def test_a_range_cached_only_at_its_start_counts_as_cold(fd: int) -> None:

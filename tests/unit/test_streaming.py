@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,6 +135,41 @@ def test_the_stream_yields_to_the_event_loop_every_yield_interval(
     chunks = list(iter_body(opened, [Span(0, SIZE)], 1000, yield_interval=3000))
     assert len(chunks) == 10
     assert sleeps == [0] * 3  # after 3000, 6000 and 9000 bytes
+
+
+def test_under_gevent_each_yield_lets_the_loop_poll_sockets(tmp_path: Path) -> None:
+    """A stream whose every chunk costs CPU on the event loop still lets a waiting client
+    in at its next yield (gevent's ``sleep(0)`` polls sockets only once per 50 yields)."""
+    script = tmp_path / "poll.py"
+    script.write_text(
+        "from gevent import monkey\n"
+        "monkey.patch_all()\n"
+        "import socket, time, gevent\n"
+        "from service.streaming import Throttle\n"
+        "near, far = socket.socketpair()\n"
+        "yields, seen = [0], []\n"
+        "reader = gevent.spawn(lambda: seen.append((far.recv(1), yields[0])))\n"
+        "gevent.sleep(0.01)  # the reader now waits on its socket\n"
+        "near.send(b'x')\n"
+        "throttle = Throttle(yield_interval=1)\n"
+        "while not seen and yields[0] < 200:\n"
+        "    busy = time.perf_counter() + 0.0005  # a chunk's work on the loop\n"
+        "    while time.perf_counter() < busy:\n"
+        "        pass\n"
+        "    throttle.account(1)\n"
+        "    yields[0] += 1\n"
+        "print(seen[0][1] if seen else 'never')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) <= 3
 
 
 def test_reads_use_pread_and_leave_the_file_offset_alone(opened: OpenFile) -> None:
