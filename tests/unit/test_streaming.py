@@ -138,8 +138,10 @@ def test_the_stream_yields_to_the_event_loop_every_yield_interval(
 
 
 def test_under_gevent_each_yield_lets_the_loop_poll_sockets(tmp_path: Path) -> None:
-    """A stream whose every chunk costs CPU on the event loop still lets a waiting client
-    in at its next yield (gevent's ``sleep(0)`` polls sockets only once per 50 yields)."""
+    """A stream whose every chunk costs CPU on the event loop (0.5 ms here) still lets a
+    client that becomes ready mid-stream in within a few yields: a yield polls for I/O
+    once POLL_INTERVAL (1 ms) has passed (gevent's ``sleep(0)`` alone polls sockets only
+    once per 50 yields)."""
     script = tmp_path / "poll.py"
     script.write_text(
         "from gevent import monkey\n"
@@ -150,15 +152,16 @@ def test_under_gevent_each_yield_lets_the_loop_poll_sockets(tmp_path: Path) -> N
         "yields, seen = [0], []\n"
         "reader = gevent.spawn(lambda: seen.append((far.recv(1), yields[0])))\n"
         "gevent.sleep(0.01)  # the reader now waits on its socket\n"
-        "near.send(b'x')\n"
         "throttle = Throttle(yield_interval=1)\n"
         "while not seen and yields[0] < 200:\n"
+        "    if yields[0] == 20:  # mid-stream, long after the stream's first poll\n"
+        "        near.send(b'x')\n"
         "    busy = time.perf_counter() + 0.0005  # a chunk's work on the loop\n"
         "    while time.perf_counter() < busy:\n"
         "        pass\n"
         "    throttle.account(1)\n"
         "    yields[0] += 1\n"
-        "print(seen[0][1] if seen else 'never')\n"
+        "print(seen[0][1] - 20 if seen else 'never')\n"
     )
     result = subprocess.run(
         [sys.executable, str(script)],
