@@ -14,7 +14,7 @@ from service.links import make_signer
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; without ``settings`` they are read from ``DL_*`` variables."""
-    from service import forwarded, health, offload, views
+    from service import health, offload, views
 
     settings = Settings.from_env() if settings is None else settings.validated()
     app = DownloadFlask(__name__)
@@ -32,6 +32,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)
+    if settings.offload != "off":
+        offload.install(app, settings)
+    _install_middleware(app, settings)
+    return app
+
+
+def _install_middleware(app: Flask, settings: Settings) -> None:
+    """The access log with the metrics as its observer, and outermost the client address
+    from a trusted proxy, so both see the real client."""
+    from service import forwarded
+
     observers: list[accesslog.Observer] = []
     if settings.metrics:
         from service import metrics  # loads prometheus_client: only when metrics are on
@@ -41,8 +52,5 @@ def create_app(settings: Settings | None = None) -> Flask:
         observers.append(metrics.install(app, settings, queue_length))
     if settings.access_log or observers:
         accesslog.install(app, log=settings.access_log, observers=observers)
-    if settings.offload != "off":
-        offload.install(app, settings)
     if settings.offload != "off" or settings.behind_proxy:
-        forwarded.install(app, settings)  # outermost: the access log sees the real client
-    return app
+        forwarded.install(app, settings)
