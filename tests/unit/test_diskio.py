@@ -27,7 +27,11 @@ def fd(tmp_path: Path) -> Iterator[int]:
 
 
 def evict(fd: int) -> None:
+    """Drop the file's pages, and stop the kernel reading ahead on this descriptor: with
+    read_ahead_kb up to 8 MiB, one probe or read would otherwise refill the whole file
+    asynchronously, after the test looked."""
     os.fsync(fd)  # dirty pages cannot be dropped
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     if diskio.is_cached(fd, SIZE // 2, 4096):
         pytest.skip("this filesystem keeps every page in memory (tmpfs)")
