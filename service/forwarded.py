@@ -6,6 +6,10 @@ Installed with ``DL_OFFLOAD`` or ``DL_BEHIND_PROXY`` on. When the TCP peer is on
 deploy/haproxy/ set to the client's address, overwriting whatever the client sent. From
 any other peer the header is ignored. Every user of the address (download caps,
 client-bound signed links, the access log) reads ``REMOTE_ADDR``.
+
+From the same trusted peers, ``X-Forwarded-Proto: https`` (or ``http``) becomes
+``wsgi.url_scheme``, so the absolute URLs the browse page shows in its download commands
+name the scheme the client used when TLS ends at the proxy.
 """
 
 from __future__ import annotations
@@ -24,8 +28,13 @@ PEER_KEY = "download_service.peer"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+#: The schemes a proxy may report; anything else (a list, a typo) is ignored.
+SCHEMES = frozenset({"http", "https"})
+
+
 class TrustedProxy:
-    """WSGI middleware: REMOTE_ADDR from X-Real-IP when the peer is a trusted proxy."""
+    """WSGI middleware: REMOTE_ADDR from X-Real-IP, and the URL scheme from
+    X-Forwarded-Proto, when the peer is a trusted proxy."""
 
     def __init__(self, app: WSGIApp, trusted: Iterable[Network]) -> None:
         self.app = app
@@ -41,6 +50,9 @@ class TrustedProxy:
             client = parse_address(str(environ.get("HTTP_X_REAL_IP", "")))
             if client is not None:
                 environ["REMOTE_ADDR"] = str(client)
+            scheme = str(environ.get("HTTP_X_FORWARDED_PROTO", "")).strip().lower()
+            if scheme in SCHEMES:
+                environ["wsgi.url_scheme"] = scheme
         return self.app(environ, start_response)
 
 

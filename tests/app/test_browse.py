@@ -233,6 +233,19 @@ def test_each_file_has_three_commands_with_its_absolute_shell_quoted_url(
         assert argvs == [["curl", "-C", "-", "-O"], ["wget", "-c"], ["aria2c", "-x8", "-s8"]]
 
 
+@pytest.mark.parametrize(("peer", "scheme"), [("127.0.0.1", "https"), ("192.0.2.9", "http")])
+def test_behind_a_tls_proxy_the_commands_name_https(root: Path, peer: str, scheme: str) -> None:
+    """Only a trusted proxy's X-Forwarded-Proto changes the scheme of the shown URLs."""
+    app = create_app(Settings(data_root=root, behind_proxy=True))
+    with app.test_client() as proxied:
+        headers = {"Accept": BROWSER, "X-Forwarded-Proto": "https", "Host": "dl.example.org"}
+        with proxied.get("/files/", headers=headers, environ_base={"REMOTE_ADDR": peer}) as r:
+            page = read_page(r)
+    urls = {shell_words(command)[-1] for command in page.codes}
+    assert f"{scheme}://dl.example.org/files/a.txt" in urls
+    assert all(url.startswith(f"{scheme}://dl.example.org/files/") for url in urls)
+
+
 def test_commands_quote_urls_that_the_shell_would_split(client: FlaskClient) -> None:
     folder_url = "/files/it's%20(x)%20$HOME;%20&%20z/"  # as Werkzeug quotes a path
     response = fetch(client, folder_url)

@@ -1,6 +1,7 @@
 """The client's address behind HAProxy: the nodes (``DL_BEHIND_PROXY``) believe the
 ``X-Real-IP`` that HAProxy sets from the connection, never one a client sent, so
-download caps, client-bound signed links and the access log see the real client."""
+download caps, client-bound signed links and the access log see the real client. The
+same holds for the scheme in ``X-Forwarded-Proto`` that the browse page's URLs use."""
 
 from __future__ import annotations
 
@@ -65,6 +66,27 @@ def test_a_node_believes_the_address_its_trusted_proxy_names(cluster: Cluster) -
     node = cluster.nodes[0].server
     marker = _get(node.host, node.port, SPOOFED)
     assert _client_logged(cluster, marker) == SPOOFED
+
+
+def _page_urls(host: str, port: int, proto: str) -> list[str]:
+    headers = [("Accept", "text/html"), ("X-Forwarded-Proto", proto), ("Connection", "close")]
+    response = rawhttp.get(host, port, "/files/", headers)
+    assert response.status == 200, response
+    page = response.body.decode()
+    return [word for word in page.split() if "/files/a.bin" in word and "://" in word]
+
+
+def test_a_client_cannot_name_its_own_scheme_through_haproxy(cluster: Cluster) -> None:
+    urls = _page_urls(cluster.haproxy.host, cluster.haproxy.port, "https")
+    assert urls
+    assert all("http://" in url and "https://" not in url for url in urls)
+
+
+def test_a_node_takes_the_scheme_its_trusted_proxy_names(cluster: Cluster) -> None:
+    node = cluster.nodes[0].server
+    urls = _page_urls(node.host, node.port, "https")
+    assert urls
+    assert all("https://" in url for url in urls)
 
 
 def test_haproxy_template_overwrites_the_header() -> None:

@@ -159,6 +159,30 @@ def test_x_real_ip_is_believed_only_from_trusted_proxies(
     assert peer_and_client(proxy, peer, real_ip) == (peer, client)
 
 
+@pytest.mark.parametrize(
+    ("peer", "proto", "scheme"),
+    [
+        ("127.0.0.1", "https", "https"),
+        ("127.0.0.1", " HTTPS ", "https"),
+        ("127.0.0.1", "http", "http"),
+        ("127.0.0.1", "https, http", "http"),  # a list is not a scheme
+        ("127.0.0.1", "ftp", "http"),
+        ("127.0.0.1", None, "http"),
+        ("192.0.2.50", "https", "http"),  # not a trusted proxy
+    ],
+)
+def test_x_forwarded_proto_sets_the_scheme_only_from_trusted_proxies(
+    peer: str, proto: str | None, scheme: str
+) -> None:
+    seen: dict[str, Any] = {}
+    proxy = TrustedProxy(lambda e, s: seen.update(e) or [], (ipaddress.ip_network("127.0.0.1"),))
+    environ = {"REMOTE_ADDR": peer, "wsgi.url_scheme": "http"}
+    if proto is not None:
+        environ["HTTP_X_FORWARDED_PROTO"] = proto
+    proxy(environ, lambda *args: None)
+    assert seen["wsgi.url_scheme"] == scheme
+
+
 def test_offload_settings_are_parsed_and_checked(tmp_path: Path) -> None:
     root = {"DL_DATA_ROOT": str(tmp_path)}
     defaults = Settings.from_env(root)
