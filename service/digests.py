@@ -269,10 +269,16 @@ class DigestStore:
 
     def lookup(self, path: str, size: int, mtime_ns: int) -> bytes | None:
         """The SHA-256 of this version if known; else None, and it is queued for hashing."""
+        sha256 = self.peek(path, size, mtime_ns)
+        if sha256 is None:
+            self._request((path, size, mtime_ns))
+        return sha256
+
+    def peek(self, path: str, size: int, mtime_ns: int) -> bytes | None:
+        """The SHA-256 of this version if known, without queueing it when not."""
         known = self._known.get(path)
         if known is not None and known[0] == size and known[1] == mtime_ns:
             return known[2]
-        self._request((path, size, mtime_ns))
         return None
 
     def queue_length(self) -> int:

@@ -1,7 +1,8 @@
 """The JSON listing of a folder: one object per servable entry, folders marked.
 
 With signed links on, each entry URL carries its own signature (``sign``), so a signed
-listing leads to links that open.
+listing leads to links that open. A file's ``etag`` is the one its download carries, and
+its ``sha256`` (hex) is listed when already known: listing a folder never queues hashing.
 """
 
 from __future__ import annotations
@@ -12,24 +13,38 @@ from typing import Any
 from urllib.parse import quote
 
 from service.catalog import FolderEntry
-from service.sansio.validators import make_etag
+from service.sansio import Representation
 
 Sign = Callable[[str], str]
+#: The SHA-256 of an entry's version if known: (entry name, size, mtime_ns) -> digest.
+KnownDigest = Callable[[str, int, int], bytes | None]
 
 
 def folder_document(
-    url_prefix: str, entries: list[FolderEntry], sign: Sign | None = None
+    url_prefix: str,
+    entries: list[FolderEntry],
+    sign: Sign | None = None,
+    known_digest: KnownDigest | None = None,
+    digest_etag: bool = False,
 ) -> dict[str, Any]:
     """``url_prefix`` is the folder's own URL path, ending in ``/``. ``sign``, if given,
     maps an entry's decoded path below the folder (``name``, or ``name/`` for a folder)
-    to the query that signs its URL."""
+    to the query that signs its URL. ``digest_etag``: as ``DL_ETAG=digest``."""
     return {
         "path": url_prefix,
-        "entries": [_entry(url_prefix, entry, sign) for entry in entries],
+        "entries": [
+            _entry(url_prefix, entry, sign, known_digest, digest_etag) for entry in entries
+        ],
     }
 
 
-def _entry(url_prefix: str, entry: FolderEntry, sign: Sign | None) -> dict[str, Any]:
+def _entry(
+    url_prefix: str,
+    entry: FolderEntry,
+    sign: Sign | None,
+    known_digest: KnownDigest | None,
+    digest_etag: bool,
+) -> dict[str, Any]:
     mtime = datetime.fromtimestamp(entry.mtime_ns // 1_000_000_000, UTC)
     relative = entry.name + ("/" if entry.is_folder else "")
     url = url_prefix + quote(relative)
@@ -40,6 +55,12 @@ def _entry(url_prefix: str, entry: FolderEntry, sign: Sign | None) -> dict[str, 
         "mtime": mtime.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if not entry.is_folder:
+        sha256 = (
+            None if known_digest is None else known_digest(entry.name, entry.size, entry.mtime_ns)
+        )
+        rep = Representation(entry.name, entry.size, entry.mtime_ns, sha256)
         item["size"] = entry.size
-        item["etag"] = str(make_etag(entry.size, entry.mtime_ns))
+        item["etag"] = str(rep.etags(digest_etag)[0])
+        if sha256 is not None:
+            item["sha256"] = sha256.hex()
     return item

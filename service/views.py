@@ -18,7 +18,7 @@ from service.checksums import checksum_listing
 from service.digests import with_digest
 from service.errors import IsFolderError
 from service.links import entry_signer, require_signature
-from service.listing import folder_document
+from service.listing import KnownDigest, folder_document
 from service.responses import file_response
 from service.sansio import Conditions, Policy, plan_response
 
@@ -57,7 +57,14 @@ def _listing(catalog: Catalog, name: str) -> Response:
         return checksum_listing(current_app.extensions["digests"], name, catalog.list_folder(name))
     url_prefix = url_for("files.files", name=name)  # also for "/": entries are below /files/
     sign = entry_signer(name)
-    document = folder_document(url_prefix, catalog.list_folder(name), sign)
+    settings: Settings = current_app.extensions["settings"]
+    document = folder_document(
+        url_prefix,
+        catalog.list_folder(name),
+        sign,
+        _known_digests(name),
+        settings.etag == "digest",
+    )
     if browse.wants_html(request):
         response = browse.page(document, request, signed=sign is not None)
     else:
@@ -65,6 +72,15 @@ def _listing(catalog: Catalog, name: str) -> Response:
     response.headers["Cache-Control"] = "no-cache"
     response.vary.add("Accept")  # RFC 9110 §12.5.5: the same URL is HTML or JSON
     return response
+
+
+def _known_digests(folder: str) -> KnownDigest | None:
+    """Digests already known for entries of ``folder``, looked up without queueing."""
+    store = current_app.extensions["digests"]
+    if store is None:
+        return None
+    prefix = folder.removesuffix("/") + "/" if folder.strip("/") else ""
+    return lambda name, size, mtime_ns: store.peek(prefix + name, size, mtime_ns)
 
 
 def _conditions() -> Conditions:

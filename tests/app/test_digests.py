@@ -136,6 +136,31 @@ def test_a_subfolder_listing_uses_names_relative_to_it(client: FlaskClient) -> N
     assert "Repr-Digest" in get(client, "/files/sub/b.txt").headers
 
 
+def json_entries(client: FlaskClient, folder: str) -> dict[str, dict[str, Any]]:
+    listing = get(client, folder, Accept="application/json").get_json()
+    return {entry["name"]: entry for entry in listing["entries"]}
+
+
+@pytest.mark.parametrize("etag", ["mtime", "digest"])
+def test_the_json_listing_gives_known_digests_and_the_files_own_etag(
+    tmp_path: Path, etag: str
+) -> None:
+    with make_app(tmp_path, etag=etag).test_client() as client:
+        before = json_entries(client, "/files/")["big.bin"]
+        assert "sha256" not in before
+        assert before["etag"] == MTIME_TAG
+        assert client.application.extensions["digests"].queue_length() == 0  # not queued
+        get(client, "/files/big.bin")
+        get(client, "/files/sub/b.txt")
+        settle(client)
+        after = json_entries(client, "/files/")["big.bin"]
+        assert after["sha256"] == SHA.hex()
+        assert after["etag"] == get(client, "/files/big.bin", "HEAD").headers["ETag"]
+        assert after["etag"] == (DIGEST_TAG if etag == "digest" else MTIME_TAG)
+        inner = json_entries(client, "/files/sub/")["b.txt"]
+        assert inner["sha256"] == hashlib.sha256(b"in a folder\n").hexdigest()
+
+
 def test_digests_can_be_turned_off(tmp_path: Path) -> None:
     app = make_app(tmp_path, digests=False)
     assert app.extensions["digests"] is None
