@@ -59,6 +59,11 @@ def on_starting(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
+    # A worker that died without its finally blocks (SIGKILL, OOM, timeout) would
+    # otherwise hold its clients' download slots until the master restarts.
+    dropped = admission.forget_worker(worker.pid)
+    if dropped:
+        server.log.warning("worker %s exited holding %d download slots: freed", worker.pid, dropped)
     if _settings.metrics:
         metricsdir.worker_exited(worker.pid)
 

@@ -3,9 +3,15 @@
 gunicorn forks its workers from one master, so a table in anonymous shared memory,
 made in the master before the fork (``share_across_workers``, called from
 gunicorn.conf.py), is seen by every worker. Without it (one process, tests) the table
-is made on first use. A slot holds a client address (16 bytes, IPv4 mapped into IPv6)
-and a count; lookups probe a short run of slots under one process-shared lock, held
-for microseconds and never across I/O. A full table admits rather than refuses.
+is made on first use. A slot holds a client address (16 bytes, IPv4 mapped into IPv6),
+the pid of the worker that admitted the downloads and their count; a client's count is
+the sum over its slots. Lookups probe a short run of slots under one process-shared
+lock, held for microseconds and never across I/O. A full table admits rather than
+refuses.
+
+A worker that dies without running its ``finally`` blocks (SIGKILL, the OOM killer,
+gunicorn's timeout) cannot release its slots, so the master calls ``forget_worker``
+from gunicorn's ``child_exit`` hook and the dead worker's counts are dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import mmap
 import multiprocessing
+import os
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-_SLOT = struct.Struct("=16sI")  # address, downloads in flight
+_SLOT = struct.Struct("=16sII")  # address, admitting worker's pid, downloads in flight
 _PROBES = 64
 #: Seconds to wait for the table's lock (held for microseconds in normal operation).
 LOCK_TIMEOUT = 0.1
@@ -43,41 +50,57 @@ class ClientTable:
 
     def admit(self, client: str, limit: int) -> Ticket | None:
         """A ticket when ``client`` has fewer than ``limit`` downloads in flight."""
-        key = _key(client)
+        key, pid = _key(client), os.getpid()
         with self._locked() as locked:
-            index = self._find(key) if locked else None
-            if index is None:
-                return Ticket(lambda: None)  # table full or lock wedged: fail open
-            count = self._count(index)
-            if count >= limit:
+            run = self._scan(key, pid) if locked else None
+            if run is not None and run.total >= limit:
                 return None
-            _SLOT.pack_into(self._memory, index * _SLOT.size, key, count + 1)
+            index = None if run is None else (run.own if run.own is not None else run.free)
+            if index is None:
+                return Ticket(lambda: None)  # lock wedged or table full: fail open
+            self._store(index, key, pid, self._slot(index)[2] + 1)
         released = False
 
         def release() -> None:
             nonlocal released
             if not released:
                 released = True
-                self._release(key)
+                self._release(key, pid, anyone=False)
 
         return Ticket(release)
 
     def release(self, client: str) -> None:
         """Free one of ``client``'s slots without its ticket: for a download whose end is
-        reported from elsewhere (nginx, with ``DL_OFFLOAD``). Never goes below zero."""
-        self._release(_key(client))
+        reported from elsewhere (nginx, with ``DL_OFFLOAD``), whichever worker admitted
+        it. Never goes below zero."""
+        self._release(_key(client), os.getpid(), anyone=True)
 
     def in_flight(self, client: str) -> int:
         key = _key(client)
         with self._locked() as locked:
-            index = self._find(key) if locked else None
-            return 0 if index is None else self._count(index)
+            run = self._scan(key, os.getpid()) if locked else None
+            return 0 if run is None else run.total
 
-    def _release(self, key: bytes) -> None:
+    def forget(self, pid: int) -> int:
+        """Drop every count held by worker ``pid`` (it has died); how many there were."""
+        dropped = 0
         with self._locked() as locked:
-            index = self._find(key) if locked else None
-            if index is not None and self._count(index) > 0:
-                _SLOT.pack_into(self._memory, index * _SLOT.size, key, self._count(index) - 1)
+            for index in range(self._slots) if locked else ():
+                address, owner, count = self._slot(index)
+                if count and owner == pid:
+                    dropped += count
+                    self._store(index, address, owner, 0)
+        return dropped
+
+    def _release(self, key: bytes, pid: int, anyone: bool) -> None:
+        with self._locked() as locked:
+            run = self._scan(key, pid) if locked else None
+            index = None if run is None else run.own
+            if index is None and anyone and run is not None:
+                index = run.other
+            if index is not None:  # a slot the scan found counting key: count > 0
+                address, owner, count = self._slot(index)
+                self._store(index, address, owner, count - 1)
 
     @contextmanager
     def _locked(self) -> Iterator[bool]:
@@ -90,21 +113,39 @@ class ClientTable:
             if acquired:
                 self._lock.release()
 
-    def _find(self, key: bytes) -> int | None:
-        """The slot counting ``key``, else the first free one on its probe run."""
+    def _scan(self, key: bytes, pid: int) -> _Run:
+        """The probe run of ``key``: its total count, the slot ``pid`` counts it in, any
+        other slot counting it, and the first free slot."""
         start = int.from_bytes(key[-8:], "big") * 0x9E3779B97F4A7C15 % self._slots
-        free = None
+        run = _Run()
         for step in range(_PROBES):
             index = (start + step) % self._slots
-            address, count = _SLOT.unpack_from(self._memory, index * _SLOT.size)
-            if count and address == key:
-                return index
-            if not count and free is None:
-                free = index
-        return free
+            address, owner, count = self._slot(index)
+            if not count:
+                if run.free is None:
+                    run.free = index
+            elif address == key:
+                run.total += count
+                if owner == pid:
+                    run.own = index
+                elif run.other is None:
+                    run.other = index
+        return run
 
-    def _count(self, index: int) -> int:
-        return int(_SLOT.unpack_from(self._memory, index * _SLOT.size)[1])
+    def _store(self, index: int, key: bytes, pid: int, count: int) -> None:
+        _SLOT.pack_into(self._memory, index * _SLOT.size, key, pid, count)
+
+    def _slot(self, index: int) -> tuple[bytes, int, int]:
+        address, owner, count = _SLOT.unpack_from(self._memory, index * _SLOT.size)
+        return address, owner, count
+
+
+@dataclass(slots=True)
+class _Run:
+    total: int = 0
+    own: int | None = None
+    other: int | None = None
+    free: int | None = None
 
 
 def _key(client: str) -> bytes:
@@ -124,6 +165,11 @@ def share_across_workers() -> None:
     """Make the table now, in gunicorn's master, so every forked worker shares it."""
     global _shared
     _shared = ClientTable(lock=multiprocessing.Lock())
+
+
+def forget_worker(pid: int) -> int:
+    """In gunicorn's master, once worker ``pid`` has exited: drop the counts it held."""
+    return 0 if _shared is None else _shared.forget(pid)
 
 
 def table() -> ClientTable:

@@ -1,9 +1,11 @@
 """DL_MAX_DOWNLOADS_PER_CLIENT against the real server with two workers: the cap holds
 across processes, the refusal is 429 with Retry-After, and slots free when downloads
-end or are abandoned."""
+end or are abandoned, or when the worker serving them is killed."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -103,3 +105,34 @@ def test_an_abandoned_download_frees_its_slot(capped, downloads) -> None:
     refused.close()
     downloads.pop().close()
     wait_until_admitted(capped)  # the worker notices at its next write
+
+
+@pytest.fixture(scope="module")
+def capped_one_worker(
+    tmp_path_factory: pytest.TempPathFactory, module_server_factory: ServerFactory
+) -> GunicornServer:
+    root: Path = tmp_path_factory.mktemp("capped-one")
+    write_big_file(root / "big.bin", 16 * MiB, seed=4)
+    (root / "small.txt").write_bytes(b"small")
+    return module_server_factory(
+        root, DL_MAX_DOWNLOADS_PER_CLIENT="1", DL_WORKERS="1", DL_RATE_LIMIT="256k"
+    )
+
+
+def test_a_killed_workers_slots_are_freed_by_the_master(capped_one_worker, downloads) -> None:
+    """SIGKILL runs no finally block: gunicorn's master drops the dead worker's counts,
+    so the client is not refused until the next restart."""
+    server = capped_one_worker
+    (victim,) = server.worker_pids()
+    downloads.append(start_download(server))
+    assert status_of(downloads[-1])[0] == 200
+    refused = start_download(server, "/files/small.txt")
+    assert status_of(refused)[0] == 429
+    refused.close()
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while server.worker_pids() in ([], [victim]):
+        assert time.monotonic() < deadline, "no new worker"
+        time.sleep(0.05)
+    wait_until_admitted(server)
+    assert f"worker {victim} exited holding 1 download slots: freed" in server.log()

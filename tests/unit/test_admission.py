@@ -83,6 +83,63 @@ def test_forked_workers_share_the_counts() -> None:
     results.join_thread()
     assert admitted == [False, False, True, True, True]
     assert table.in_flight("192.0.2.7") == 3  # the children never released theirs
+    # As gunicorn's master does in child_exit: the dead workers' counts are dropped.
+    assert sum(table.forget(worker.pid) for worker in workers if worker.pid) == 3
+    assert table.in_flight("192.0.2.7") == 0
+
+
+def as_worker(monkeypatch: pytest.MonkeyPatch, pid: int) -> None:
+    monkeypatch.setattr(os, "getpid", lambda: pid)
+
+
+def test_forgetting_a_worker_drops_only_its_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = ClientTable(slots=64)
+    for pid, client in ((101, "192.0.2.1"), (101, "192.0.2.2"), (102, "192.0.2.1")):
+        as_worker(monkeypatch, pid)
+        assert table.admit(client, 5) is not None
+    assert table.in_flight("192.0.2.1") == 2  # one client's count spans workers
+    assert table.forget(999) == 0
+    assert table.forget(101) == 2
+    assert table.in_flight("192.0.2.1") == 1
+    assert table.in_flight("192.0.2.2") == 0
+    assert table.forget(101) == 0  # idempotent
+
+
+def test_the_cap_counts_every_workers_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = ClientTable(slots=64)
+    for pid in (101, 102, 103):
+        as_worker(monkeypatch, pid)
+        assert table.admit("192.0.2.1", 3) is not None
+    for pid in (101, 104):
+        as_worker(monkeypatch, pid)
+        assert table.admit("192.0.2.1", 3) is None
+
+
+def test_a_ticket_releases_its_own_workers_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = ClientTable(slots=64)
+    as_worker(monkeypatch, 101)
+    ticket = table.admit("192.0.2.1", 5)
+    as_worker(monkeypatch, 102)
+    assert table.admit("192.0.2.1", 5) is not None
+    assert ticket is not None
+    ticket.release()
+    assert table.forget(101) == 0  # 101's count went with its ticket
+    assert table.forget(102) == 1
+
+
+def test_an_untracked_release_frees_whichever_worker_admitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nginx reports an offloaded download's end to any worker."""
+    table = ClientTable(slots=64)
+    as_worker(monkeypatch, 101)
+    assert table.admit("192.0.2.1", 1) is not None
+    as_worker(monkeypatch, 102)
+    table.release("192.0.2.1")
+    assert table.in_flight("192.0.2.1") == 0
+    table.release("192.0.2.1")  # never below zero
+    assert table.admit("192.0.2.1", 1) is not None
+    assert table.in_flight("192.0.2.1") == 1
 
 
 def test_a_wedged_lock_fails_open_instead_of_stalling_the_worker() -> None:
