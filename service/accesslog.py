@@ -4,7 +4,10 @@ It records what was actually delivered, which a server's own log cannot know on 
 zero-copy path: body bytes count once the server asked for the next chunk (so the
 previous one was written) plus what ``sendfile`` wrote past the server. How the
 transfer ended is one of ``complete``, ``aborted`` (the client left or stalled),
-``truncated`` (the file shrank under it) or ``error``.
+``truncated`` (the file shrank under it), ``error`` or ``offloaded`` (nginx sends the
+body, ``DL_OFFLOAD``). nginx's report of an offloaded delivery is logged as a request
+for ``/_offload/done`` with the original request's ``id``, the bytes nginx sent, its
+duration and ``complete`` or ``aborted``.
 
 Fields: ``time``, ``id`` (the request's ``X-Request-Id`` when it is a sane token, else a
 new one; echoed in the response), ``client``, ``method``, ``target``, ``protocol``,
@@ -28,6 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from service.errors import TruncatedFileError
+from service.sansio.offload import DeliveryReport
 
 TRANSFER_KEY = "download_service.transfer"
 #: Where the view says what kind of answer it gave (``Plan.kind``, ``listing``, ...).
@@ -52,12 +56,31 @@ class Transfer:
         self.outcome = "complete"
         #: The view's ``KIND_KEY``, read once the response has started; None before.
         self.kind: str | None = None
+        #: On nginx's report of an offloaded delivery: what it says of that delivery.
+        self.report: DeliveryReport | None = None
+        self._delivered_status = 0
 
     def sent_directly(self, count: int) -> None:
         self.bytes += count
 
     def client_left(self) -> None:
         self.outcome = "aborted"
+
+    def offloaded(self, status: int) -> None:
+        """nginx sends this body (X-Accel-Redirect) with ``status``, which the log and
+        the metrics give rather than the service's 200 to nginx; nginx's report of the
+        delivery comes as another request."""
+        self.outcome = "offloaded"
+        self._delivered_status = status
+
+    def answered(self, status: int) -> None:
+        self.status = self._delivered_status or status
+
+    def reports(self, report: DeliveryReport) -> None:
+        """This request is nginx's report of an offloaded delivery: log that delivery."""
+        self.report = report
+        self.bytes = report.bytes
+        self.outcome = "complete" if report.complete else "aborted"
 
     def record(self) -> dict[str, Any]:
         environ = self.environ
@@ -71,10 +94,15 @@ class Transfer:
             "status": self.status,
             "range": environ.get("HTTP_RANGE"),
             "bytes": self.bytes,
-            "duration_ms": round((time.monotonic() - self.started) * 1000, 3),
+            "duration_ms": round(self._seconds() * 1000, 3),
             "outcome": self.outcome,
             "user_agent": environ.get("HTTP_USER_AGENT"),
         }
+
+    def _seconds(self) -> float:
+        if self.report is not None:
+            return self.report.seconds
+        return time.monotonic() - self.started
 
 
 def _new_id() -> str:
@@ -119,7 +147,7 @@ class AccessLog:
         environ[TRANSFER_KEY] = transfer
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            transfer.status = int(status[:3])
+            transfer.answered(int(status[:3]))
             headers.append(("X-Request-Id", transfer.request_id))
             return start_response(status, headers, exc_info)
 

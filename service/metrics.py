@@ -10,6 +10,9 @@ range), ``multipart`` (206, multipart/byteranges), ``not_modified`` (304),
 ``precondition_failed`` (412), ``range_not_satisfiable`` (416), ``listing`` (a folder's
 JSON) and ``other`` (everything else: errors, redirects, refusals, ``/healthz``).
 Scrapes of ``/metrics`` are not counted. A *transfer* is a GET of the first three kinds.
+With ``DL_OFFLOAD`` an offloaded transfer counts as a request when the service answers
+it, and its bytes, duration and abort when nginx reports the delivery's end (that report
+is not a request of its own); ``download_transfers_in_flight`` counts the service's own.
 
 The digest queue gauge is read from this worker's digest store (its length is a plain
 read) at each request's end, at each scrape, and once a second from a greenlet under
@@ -41,8 +44,9 @@ from service.accesslog import KIND_KEY, Transfer
 from service.errors import text_response
 from service.metricsdir import ENV
 from service.sansio.addresses import local_or_within
+from service.sansio.offload import REPORT_KIND, DeliveryReport
+from service.sansio.plan import TRANSFER_KINDS
 
-TRANSFER_KINDS = frozenset({"full", "range", "multipart"})
 KINDS = frozenset(
     {*TRANSFER_KINDS, "not_modified", "precondition_failed", "range_not_satisfiable"}
     | {"listing", "other"}
@@ -136,6 +140,10 @@ class Recorder:
         kind = transfer.kind or "other"  # None: the app raised before answering
         if kind == SCRAPE:
             return
+        if kind == REPORT_KIND:
+            if transfer.report is not None:
+                self._delivered_by_nginx(transfer.report)
+            return
         if kind not in KINDS:
             kind = "other"
         key = (transfer.status or 500, kind)
@@ -149,6 +157,12 @@ class Recorder:
             self._transfer_ended(transfer, kind)
         self.metrics.refresh_digest_queue()
 
+    def _delivered_by_nginx(self, report: DeliveryReport) -> None:
+        self._sent[report.kind].inc(report.bytes)
+        self._duration[report.kind].observe(report.seconds)
+        if not report.complete:
+            self.metrics.aborted.inc()
+
     def _transfer_ended(self, transfer: Transfer, kind: str) -> None:
         metrics = self.metrics
         metrics.in_flight.dec()
@@ -160,7 +174,12 @@ class Recorder:
 
 
 def _is_transfer(transfer: Transfer) -> bool:
-    return transfer.kind in TRANSFER_KINDS and transfer.environ["REQUEST_METHOD"] != "HEAD"
+    """A body the service itself sends (not a HEAD, not one nginx sends)."""
+    return (
+        transfer.kind in TRANSFER_KINDS
+        and transfer.environ["REQUEST_METHOD"] != "HEAD"
+        and transfer.outcome != "offloaded"
+    )
 
 
 @bp.get("/metrics")

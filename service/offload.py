@@ -8,8 +8,11 @@ X-Request-Id) and the rate limit. nginx computes Content-Length and Content-Rang
 
 The download's slot (``DL_MAX_DOWNLOADS_PER_CLIENT``) stays taken after the app has
 answered; nginx's ``post_action`` reports the end of the delivery to ``/_offload/done``,
-which frees it. Plans nginx would answer differently are streamed by the app, with
-``X-Accel-Buffering: no`` so nginx passes them on as they come.
+which frees it. The report also says what nginx delivered (the kind the app planned,
+which it sends along in ``X-Offload-Kind``, the body bytes, whether the body went out
+whole, and the duration), which the access log and the metrics record. Plans nginx would
+answer differently are streamed by the app, with ``X-Accel-Buffering: no`` so nginx
+passes them on as they come.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from config import Settings
 from service import admission
+from service.accesslog import KIND_KEY, TRANSFER_KEY, Transfer
 from service.catalog import Catalog, OpenFile
 from service.errors import status_line, text_response
 from service.forwarded import PEER_KEY, TrustedProxy
@@ -28,9 +32,11 @@ from service.sansio import Plan
 from service.sansio.media_types import guess_type
 from service.sansio.offload import (
     INTERNAL_PREFIX,
+    REPORT_KIND,
     RequestFields,
     accel_target,
     choose_location,
+    parse_report,
 )
 from service.sansio.plan import CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED
 
@@ -38,6 +44,9 @@ from service.sansio.plan import CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETA
 RATE_AFTER_HEADER = "X-Download-Limit-Rate-After"
 #: Set by nginx's post_action only; the public location clears it on client requests.
 DONE_HEADER = "X-Offload-Done"
+#: The planned kind, for nginx's report: it never reaches the client (not a header nginx
+#: passes on after X-Accel-Redirect), the report location reads it back.
+KIND_HEADER = "X-Offload-Kind"
 DONE_PATH = INTERNAL_PREFIX + "/done"
 _NGINX_COMPUTES = {CONTENT_LENGTH.lower(), CONTENT_RANGE.lower(), CONTENT_TYPE.lower()}
 
@@ -49,8 +58,11 @@ def install(app: Flask, settings: Settings) -> None:
     app.register_blueprint(bp)
 
 
-def accel_response(opened: OpenFile, plan: Plan, settings: Settings) -> Response | None:
-    """The X-Accel-Redirect answer for ``plan``, or None when the app must stream it."""
+def accel_response(
+    opened: OpenFile, plan: Plan, settings: Settings, transfer: Transfer | None
+) -> Response | None:
+    """The X-Accel-Redirect answer for ``plan``, or None when the app must stream it;
+    ``transfer`` (the access log's record) is marked as offloaded."""
     catalog: Catalog = current_app.extensions["catalog"]
     relative = catalog.relative_path(opened.path) if opened.path else None
     if relative is None:
@@ -72,7 +84,10 @@ def accel_response(opened: OpenFile, plan: Plan, settings: Settings) -> Response
         ("X-Accel-Redirect", accel_target(location, relative)),
         ("X-Accel-Limit-Rate", str(settings.rate_limit)),
         (RATE_AFTER_HEADER, str(settings.rate_limit_after)),
+        (KIND_HEADER, plan.kind),
     ]
+    if transfer is not None:
+        transfer.offloaded(plan.status)
     return Response(b"", status_line(200), kept)
 
 
@@ -94,12 +109,24 @@ def _request_fields(environ: Mapping[str, Any]) -> RequestFields:
 @bp.get(DONE_PATH)
 def done() -> Response:
     """nginx's post_action after an offloaded delivery ended (complete or not): free the
-    client's download slot. Only from a trusted proxy, and only with nginx's marker."""
+    client's download slot and record the delivery. Only from a trusted proxy, and only
+    with nginx's marker."""
     proxy: TrustedProxy = current_app.extensions["trusted_proxy"]
     from_nginx = request.headers.get(DONE_HEADER) == "1"
     if not (from_nginx and proxy.trusts(request.environ.get(PEER_KEY, ""))):
         return text_response(404, "Not Found")
+    request.environ[KIND_KEY] = REPORT_KIND
     settings: Settings = current_app.extensions["settings"]
     if settings.max_downloads_per_client:
         admission.table().release(str(request.remote_addr or ""))
+    fields = request.headers
+    report = parse_report(
+        fields.get(KIND_HEADER),
+        fields.get("X-Offload-Bytes"),
+        fields.get("X-Offload-Completion"),
+        fields.get("X-Offload-Seconds"),
+    )
+    transfer: Transfer | None = request.environ.get(TRANSFER_KEY)
+    if report is not None and transfer is not None:
+        transfer.reports(report)
     return Response(b"", status_line(204))

@@ -44,7 +44,7 @@ def file_response(
         return _too_many_downloads()
     environ[KIND_KEY] = plan.kind
     if settings.offload == "x-accel":
-        accel = offload.accel_response(opened, plan, settings)
+        accel = offload.accel_response(opened, plan, settings, environ.get(TRANSFER_KEY))
         if accel is not None:  # nginx sends the bytes; its post_action frees the slot
             opened.close()
             return accel

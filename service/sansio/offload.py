@@ -15,7 +15,7 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from service.sansio.plan import Plan
+from service.sansio.plan import TRANSFER_KINDS, Plan
 from service.sansio.ranges import Span
 
 #: The internal locations of deploy/nginx/download.conf.in live below this.
@@ -148,3 +148,39 @@ def _member(reader: _Reader, size: int) -> tuple[int, int] | None:
     if suffix:
         start, last = max(size - last, 0), size - 1
     return start, size if last >= size else last + 1
+
+
+#: The kind (``KIND_KEY``) of nginx's report request: the metrics count the delivery it
+#: describes, not the report itself.
+REPORT_KIND = "offload_report"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What nginx's ``post_action`` reports of a delivery it finished or abandoned."""
+
+    kind: str  # the planned kind the service sent along: full, range or multipart
+    bytes: int  # body bytes nginx sent ($body_bytes_sent)
+    complete: bool  # $request_completion is "OK": the whole body went out
+    seconds: float  # $request_time: from the client's request to the delivery's end
+
+
+def parse_report(
+    kind: str | None, sent: str | None, completion: str | None, seconds: str | None
+) -> DeliveryReport | None:
+    """The report in the header fields deploy/nginx/ sets, or None if any is malformed."""
+    if kind not in TRANSFER_KINDS or sent is None or seconds is None:
+        return None
+    if not (_is_decimal(sent) and _is_seconds(seconds)):
+        return None
+    return DeliveryReport(kind, int(sent), completion == "OK", float(seconds))
+
+
+def _is_decimal(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= 18
+
+
+def _is_seconds(value: str) -> bool:
+    """nginx's $request_time: seconds with a millisecond fraction, e.g. ``12.345``."""
+    whole, dot, fraction = value.partition(".")
+    return _is_decimal(whole) and (not dot or (_is_decimal(fraction) and len(fraction) <= 3))

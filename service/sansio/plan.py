@@ -98,6 +98,8 @@ _KINDS = {
     412: "precondition_failed",
     416: "range_not_satisfiable",
 }
+#: The kinds whose answers carry the file's bytes.
+TRANSFER_KINDS = frozenset({"full", "range", "multipart"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,37 @@ def test_a_refused_download_is_not_counted_as_a_file(root: Path) -> None:
     assert requests_by(scrape(app)) == {("429", "other"): 1, ("200", "full"): 1}
 
 
+REPORT = {
+    "HTTP_X_OFFLOAD_DONE": "1",
+    "HTTP_X_OFFLOAD_KIND": "range",
+    "HTTP_X_OFFLOAD_BYTES": "10",
+    "HTTP_X_OFFLOAD_COMPLETION": "OK",
+    "HTTP_X_OFFLOAD_SECONDS": "0.250",
+}
+
+
+def test_offloaded_transfers_count_when_nginx_reports_them(root: Path) -> None:
+    """The answer counts as nginx's 206; its bytes, duration and abort come from nginx's
+    report, which is no request of its own. A malformed or untrusted report adds nothing."""
+    app = create_app(Settings(data_root=root, access_log=False, offload="x-accel"))
+    status, body = fetch(app, "/files/big.bin", HTTP_RANGE="bytes=10-19")
+    assert (status, body) == (200, b"")  # to nginx: X-Accel-Redirect
+    assert fetch(app, "/_offload/done", **REPORT)[0] == 204
+    aborted = {**REPORT, "HTTP_X_OFFLOAD_KIND": "full", "HTTP_X_OFFLOAD_BYTES": "7"}
+    del aborted["HTTP_X_OFFLOAD_COMPLETION"]
+    assert fetch(app, "/_offload/done", **aborted)[0] == 204
+    assert fetch(app, "/_offload/done", **{**REPORT, "HTTP_X_OFFLOAD_BYTES": "-5"})[0] == 204
+    assert fetch(app, "/_offload/done", **{**REPORT, "REMOTE_ADDR": "192.0.2.1"})[0] == 404
+    samples = scrape(app)
+    assert requests_by(samples) == {("206", "range"): 1, ("404", "other"): 1}
+    assert samples[("download_sent_bytes_total", frozenset({("kind", "range")}))] == 10
+    assert samples[("download_sent_bytes_total", frozenset({("kind", "full")}))] == 7
+    assert samples[("download_transfers_aborted_total", frozenset())] == 1
+    assert samples[("download_transfers_in_flight", frozenset())] == 0
+    durations = ("download_transfer_duration_seconds_sum", frozenset({("kind", "range")}))
+    assert samples[durations] == 0.25
+
+
 def test_in_flight_aborted_and_truncated_transfers(app: Flask, root: Path) -> None:
     gauge = ("download_transfers_in_flight", frozenset())
     _, leaving = call(app, "/files/big.bin")

@@ -1,10 +1,12 @@
 """Application controls with DL_OFFLOAD=x-accel behind a real nginx: download caps (the
-app's 429 passes through; nginx reports each delivery's end), rate limits
+app's 429 passes through; nginx reports each delivery's end, with what it sent, to the
+access log and the metrics), rate limits
 (X-Accel-Limit-Rate), client-bound signed links via X-Real-IP from a trusted proxy only,
 and no gunicorn connection held while nginx sends."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -17,6 +19,7 @@ import pytest
 from service.sansio.signing import Signer
 from tests.integration import rawhttp
 from tests.integration.helpers import MiB, sha256, write_big_file
+from tests.integration.test_metrics import delta, files, in_flight, scrape, sent, total
 from tests.support.nginx import NginxServer
 from tests.support.server import GunicornServer
 
@@ -222,3 +225,62 @@ def test_gunicorn_holds_no_connection_while_nginx_sends(stack: Stack, tmp_path: 
     finally:
         for sock, _ in downloads:
             sock.close()
+
+
+def access_log(app: GunicornServer) -> list[dict]:
+    return [json.loads(line) for line in app.log().splitlines() if line.startswith("{")]
+
+
+def reports(app: GunicornServer, count: int) -> list[dict]:
+    """The access-log lines of nginx's delivery reports, once there are ``count``."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [r for r in access_log(app) if r["target"] == "/_offload/done"]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_nginx_reports_what_it_delivered_to_the_log_and_the_metrics(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The service's answer is logged as ``offloaded`` with no body bytes; nginx's report,
+    under the same request id, gives the bytes it sent and how the delivery ended, and
+    the metrics count them without counting the report as a request."""
+    root = tmp_path / "data"
+    root.mkdir()
+    size = 2 * MiB
+    digest = write_big_file(root / "big.bin", size, seed=34)
+    write_big_file(root / "slow.bin", 16 * MiB, seed=35)
+    # Within the free burst the downloads are fast; slow.bin is paced past it.
+    app, nginx = stack(root, DL_RATE_LIMIT="1m", DL_RATE_LIMIT_AFTER="4m")
+    before = scrape(app)
+    full = rawhttp.get(nginx.host, nginx.port, "/files/big.bin", [("Connection", "close")])
+    assert sha256(full.body) == digest
+    part = rawhttp.get(nginx.host, nginx.port, "/files/big.bin", [("Range", "bytes=10-1009")])
+    assert part.status == 206
+    sock, head = open_download(nginx, "/files/slow.bin")
+    assert status(head) == 200
+    sock.recv(65536)
+    sock.close()
+    (full_report, range_report, aborted_report) = reports(app, 3)
+    assert full_report["id"] == full["X-Request-Id"]
+    assert (full_report["bytes"], full_report["outcome"]) == (size, "complete")
+    assert range_report["id"] == part["X-Request-Id"]
+    assert (range_report["bytes"], range_report["outcome"]) == (1000, "complete")
+    assert aborted_report["outcome"] == "aborted"
+    assert 0 < aborted_report["bytes"] < 16 * MiB
+    assert full_report["client"] == "127.0.0.1"
+    answers = {r["id"]: r for r in access_log(app) if r["target"].startswith("/files/")}
+    assert (answers[full["X-Request-Id"]]["outcome"], answers[full["X-Request-Id"]]["bytes"]) == (
+        "offloaded",
+        0,
+    )
+    after = scrape(app)
+    assert sent(after, "full") - sent(before, "full") == size + aborted_report["bytes"]
+    assert sent(after, "range") - sent(before, "range") == 1000
+    assert total(after, "download_transfers_aborted_total") == 1 + total(
+        before, "download_transfers_aborted_total"
+    )
+    assert delta(files(after), files(before)) == {("200", "full"): 2, ("206", "range"): 1}
+    assert in_flight(after) == 0

@@ -13,11 +13,13 @@ from config import Settings, SettingsError
 from service.forwarded import PEER_KEY, TrustedProxy
 from service.sansio import Conditions, Policy, Representation, Span, plan_response
 from service.sansio.offload import (
+    DeliveryReport,
     Location,
     RequestFields,
     accel_target,
     choose_location,
     nginx_range_spans,
+    parse_report,
 )
 
 SIZE = 1000
@@ -196,3 +198,28 @@ def test_offload_settings_are_parsed_and_checked(tmp_path: Path) -> None:
     for variable, raw in (("DL_OFFLOAD", "sendfile"), ("DL_TRUSTED_PROXIES", "nginx.local")):
         with pytest.raises(SettingsError, match=variable):
             Settings.from_env({**root, variable: raw})
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (("full", "1048576", "OK", "12.345"), DeliveryReport("full", 1048576, True, 12.345)),
+        (("multipart", "0", None, "0.000"), DeliveryReport("multipart", 0, False, 0.0)),
+        (("range", "10", "", "3"), DeliveryReport("range", 10, False, 3.0)),
+        (("listing", "10", "OK", "1.000"), None),  # not a kind nginx delivers
+        ((None, "10", "OK", "1.000"), None),
+        (("full", None, "OK", "1.000"), None),
+        (("full", "-1", "OK", "1.000"), None),
+        (("full", "1e3", "OK", "1.000"), None),
+        (("full", "\u0661\u0660", "OK", "1.000"), None),  # Unicode digits are not nginx's
+        (("full", "9" * 19, "OK", "1.000"), None),
+        (("full", "10", "OK", None), None),
+        (("full", "10", "OK", "1.2345"), None),
+        (("full", "10", "OK", ".5"), None),
+        (("full", "10", "OK", "nan"), None),
+    ],
+)
+def test_nginx_delivery_reports_are_parsed_strictly(
+    fields: tuple[str | None, ...], expected: DeliveryReport | None
+) -> None:
+    assert parse_report(*fields) == expected
