@@ -19,17 +19,20 @@ RUN /app/.venv/bin/pip install --no-deps -c requirements.lock . \
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app \
- && mkdir /data && chown app /data
+ && mkdir /data /cache && chown app /data && chown app:app /cache && chmod 700 /cache
 WORKDIR /app
 COPY --from=builder --chown=root:root /app /app
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DL_DATA_ROOT=/data \
-    DL_BIND=0.0.0.0:8000
+    DL_BIND=0.0.0.0:8000 \
+    XDG_CACHE_HOME=/cache
 USER app
 EXPOSE 8000
-VOLUME ["/data"]
+# /cache: the digest cache (a restart must not hash every file again); a volume, so it
+# is writable in a read-only container too.
+VOLUME ["/data", "/cache"]
 # No curl in the image: the health check uses the interpreter that is already there.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
   CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]

@@ -57,7 +57,7 @@ class Settings:
     log_level: str = "info"
     access_log: bool = True
     digests: bool = True
-    digest_cache: Path | None = None  # None: service.digests.default_cache_dir()
+    digest_cache: Path | None = None  # None: service.digests.default_cache_dirs()
     etag: str = "mtime"
     # Signed links: off while no key is set. Kept out of repr, so keys never reach a log.
     signing_key: tuple[str, ...] = field(default=(), repr=False)

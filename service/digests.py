@@ -77,33 +77,46 @@ def with_digest(store: DigestStore | None, rep: Representation, path: str) -> Re
     return rep if sha256 is None else replace(rep, sha256=sha256)
 
 
-def default_cache_dir() -> Path:
-    """Memory-backed and per user: ``/dev/shm`` is writable in a read-only container."""
+def default_cache_dirs() -> list[Path]:
+    """Where the cache goes without ``DL_DIGEST_CACHE``, best first: the user's cache
+    folder (``$XDG_CACHE_HOME`` or ``~/.cache``, kept over reboots), then memory-backed
+    ``/dev/shm`` (writable in a read-only container; kept over restarts of the service),
+    else the temp folder."""
+    found = []
+    xdg, home = os.environ.get("XDG_CACHE_HOME", ""), os.environ.get("HOME", "")
+    if os.path.isabs(xdg):
+        found.append(Path(xdg) / "download-service")
+    elif os.path.isabs(home) and home != "/":
+        found.append(Path(home) / ".cache" / "download-service")
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    return Path(base) / f"download-service-{os.geteuid()}"
+    found.append(Path(base) / f"download-service-{os.geteuid()}")
+    return found
 
 
 def open_store(settings: Settings, catalog: Catalog) -> DigestStore | None:
-    """The worker's store, or None when digests are off or the cache cannot be used
+    """The worker's store, or None when digests are off or no cache folder can be used
     (then the service runs on without digests and says why in the log)."""
     if not settings.digests:
         return None
-    folder = settings.digest_cache
-    try:
-        if folder is None:
-            folder = default_cache_dir()
-            _private_folder(folder)
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-        return DigestStore(folder / CACHE_FILE, catalog)
-    except (OSError, sqlite3.Error) as error:
-        log.error("digests are off: cannot use the cache in %s: %s", folder, error)
-        return None
+    chosen = settings.digest_cache
+    errors = []
+    for folder in [chosen] if chosen is not None else default_cache_dirs():
+        try:
+            if chosen is None:
+                _private_folder(folder)
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+            return DigestStore(folder / CACHE_FILE, catalog)
+        except (OSError, sqlite3.Error) as error:
+            errors.append(f"{folder}: {error}")
+    log.error("digests are off: no usable cache folder (%s)", "; ".join(errors))
+    return None
 
 
 def _private_folder(folder: Path) -> None:
     # A shared, world-writable parent: refuse a folder someone else made or can write,
     # which could plant wrong digests.
+    folder.parent.mkdir(parents=True, exist_ok=True)
     folder.mkdir(mode=0o700, exist_ok=True)
     facts = os.lstat(folder)
     if not stat.S_ISDIR(facts.st_mode) or facts.st_uid != os.geteuid():

@@ -24,11 +24,11 @@ DELIVERIES = {"sendfile": {"DL_SENDFILE": "1"}, "copy": {"DL_SENDFILE": "0"}}
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_digest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """In-process apps keep their digest cache in the session's tmp, not in /dev/shm;
+    """In-process apps keep their digest cache in the session's tmp, not in ~/.cache;
     each app its own, as SQLite keeps a file's descriptors open while another
     connection of the process uses it, which would blur descriptor-leak counts."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(digests, "default_cache_dir", lambda: tmp_path_factory.mktemp("digests"))
+        patch.setattr(digests, "default_cache_dirs", lambda: [tmp_path_factory.mktemp("digests")])
         yield
 
 

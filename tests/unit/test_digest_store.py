@@ -271,7 +271,7 @@ def test_the_default_folder_must_be_private(
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)  # someone else could plant rows here
-    monkeypatch.setattr(digests, "default_cache_dir", lambda: shared)
+    monkeypatch.setattr(digests, "default_cache_dirs", lambda: [shared])
     with caplog.at_level(logging.ERROR, logger="service.digests"):
         assert open_store(Settings(data_root=root), Catalog(root)) is None
     assert "writable by other users" in caplog.text
@@ -280,3 +280,43 @@ def test_the_default_folder_must_be_private(
     assert store is not None
     assert (shared / "digests.sqlite3").exists()
     store.close()
+
+
+#: As imported, before tests/conftest.py points in-process apps at the session's tmp.
+REAL_DEFAULT_DIRS = digests.default_cache_dirs
+
+
+@pytest.mark.parametrize(
+    ("env", "first"),
+    [
+        ({"XDG_CACHE_HOME": "/x/cache", "HOME": "/home/u"}, "/x/cache/download-service"),
+        ({"HOME": "/home/u"}, "/home/u/.cache/download-service"),
+        ({"XDG_CACHE_HOME": "relative", "HOME": "/home/u"}, "/home/u/.cache/download-service"),
+        ({"HOME": "/"}, None),  # a system user's home is no cache
+        ({}, None),
+    ],
+)
+def test_the_default_folder_is_the_users_cache_then_memory(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], first: str | None
+) -> None:
+    for name in ("XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    folders = [str(folder) for folder in REAL_DEFAULT_DIRS()]
+    assert folders[-1].endswith(f"/download-service-{os.geteuid()}")
+    assert folders[:-1] == ([first] if first else [])
+
+
+def test_an_unusable_default_folder_falls_back_to_the_next(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home where no folder can be made (read-only in a container) leaves the next."""
+    blocker = tmp_path / "home"
+    blocker.write_text("a file, not a folder: nobody, not even root, can make one below")
+    fallback = tmp_path / "shm" / "download-service"
+    monkeypatch.setattr(digests, "default_cache_dirs", lambda: [blocker / ".cache", fallback])
+    store = open_store(Settings(data_root=root), Catalog(root))
+    assert store is not None
+    store.close()
+    assert (fallback / "digests.sqlite3").exists()

@@ -39,7 +39,7 @@ def test_defaults_apply_when_no_variable_is_set(root: Path) -> None:
     assert settings.allow_outside_symlinks is False
     assert settings.log_level == "info"
     assert settings.digests is True
-    assert settings.digest_cache is None  # service.digests.default_cache_dir()
+    assert settings.digest_cache is None  # service.digests.default_cache_dirs()
     assert settings.etag == "mtime"
 
 
