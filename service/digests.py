@@ -13,7 +13,9 @@ when hashing began, so a file changed meanwhile never gets a wrong digest.
 The cache (WAL mode, short transactions, a busy timeout) is shared by every worker and
 survives restarts: a worker loads the known digests of its data root when it starts, so
 nothing is hashed twice. A row with no digest yet is a claim: the process hashing that
-version, so that other workers do not hash it too.
+version, so that other workers do not hash it too. Once its thread runs, a worker also
+reads what the others stored every ``REFRESH_SECONDS``, so a digest one worker computed
+reaches the answers of every worker within seconds, not only after a miss of its own.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ HASH_CHUNK = 1024 * 1024
 #: A version is hashed once its mtime is this old: a write within the same timestamp
 #: tick as the previous one would leave size and mtime unchanged (racy timestamps).
 SETTLE_SECONDS = 2.0
+#: Seconds between an idle thread's reads of the digests other workers stored.
+REFRESH_SECONDS = 2.0
 #: Versions waiting at most; more are dropped (a later request asks again).
 MAX_QUEUE = 100_000
 #: A claim older than this is ignored even if its process still runs.
@@ -360,6 +364,14 @@ class DigestStore:
             cache.close()
             self._pending.difference_update(done)
 
+    def _refresh(self) -> None:
+        """Read what other workers stored since the last look."""
+        cache = DigestCache(self.cache_path, self.catalog.root)
+        try:
+            self._load(cache)
+        finally:
+            cache.close()
+
     def _load(self, cache: DigestCache) -> None:
         for path, size, mtime_ns, sha256, hashed_at in cache.known(since=self._seen):
             self._known[path] = (size, mtime_ns, bytes(sha256))
@@ -405,7 +417,11 @@ def _work(store_ref: weakref.ref[DigestStore], queue: Any, stopped: Any) -> None
     try:
         while (key := _next(queue, deferred)) is not None:
             store = store_ref()
-            if store is None or not store._drain(key, queue, deferred):
+            if store is None:
+                break
+            if key is _REFRESH:
+                store._refresh()
+            elif not store._drain(key, queue, deferred):
                 break
             del store
     except Exception:
@@ -417,6 +433,8 @@ def _work(store_ref: weakref.ref[DigestStore], queue: Any, stopped: Any) -> None
 
 
 _STOP = object()
+#: From _next: nothing to do for a while, read the cache (compared by identity).
+_REFRESH: Key = ("", -1, -1)
 
 
 def _queued(queue: Any) -> Any:
@@ -429,18 +447,18 @@ def _queued(queue: Any) -> Any:
 
 
 def _next(queue: Any, deferred: list[tuple[float, Key]]) -> Key | None:
-    """The next queued version, or a deferred one once it is due; None: stop."""
-    if not deferred:
-        key: Key | None = queue.get()
-        return key
-    wait = deferred[0][0] - time.monotonic()
-    if wait > 0:
+    """The next queued version, a deferred one once it is due, or ``_REFRESH`` after
+    ``REFRESH_SECONDS`` without either; None: stop."""
+    due = deferred[0][0] - time.monotonic() if deferred else REFRESH_SECONDS
+    if due > 0:
         try:
-            key = queue.get(timeout=wait)
+            key: Key | None = queue.get(timeout=min(due, REFRESH_SECONDS))
             return key
         except _queue.Empty:
             pass
-    return heapq.heappop(deferred)[1]
+    if deferred and deferred[0][0] <= time.monotonic():
+        return heapq.heappop(deferred)[1]
+    return _REFRESH
 
 
 def _original_thread_functions() -> tuple[Callable[..., Any], Callable[[], Any]]:
