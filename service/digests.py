@@ -278,6 +278,7 @@ class DigestStore:
         self._closed = False
         self._stopped: Any = None
         self._seen = 0.0  # the newest hashed_at loaded from the cache
+        self._refresh_failed = False
         cache = DigestCache(cache_path, catalog.root)  # fails here, at start, if it must
         try:
             self._load(cache)
@@ -365,12 +366,20 @@ class DigestStore:
             self._pending.difference_update(done)
 
     def _refresh(self) -> None:
-        """Read what other workers stored since the last look."""
-        cache = DigestCache(self.cache_path, self.catalog.root)
+        """Read what other workers stored since the last look; a failure (the cache
+        locked past its busy timeout, say) waits for the next look."""
         try:
-            self._load(cache)
-        finally:
-            cache.close()
+            cache = DigestCache(self.cache_path, self.catalog.root)
+            try:
+                self._load(cache)
+            finally:
+                cache.close()
+        except (OSError, sqlite3.Error) as error:
+            if not self._refresh_failed:  # once, not every few seconds
+                log.warning("digest cache not read: %s", error)
+            self._refresh_failed = True
+        else:
+            self._refresh_failed = False
 
     def _load(self, cache: DigestCache) -> None:
         for path, size, mtime_ns, sha256, hashed_at in cache.known(since=self._seen):

@@ -344,3 +344,21 @@ def test_an_unusable_default_folder_falls_back_to_the_next(
     assert store is not None
     store.close()
     assert (fallback / "digests.sqlite3").exists()
+
+
+def test_a_cache_that_cannot_be_read_is_reported_once_and_read_again_later(
+    root: Path, cache_path: Path, new_store, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = new_store()
+    hidden = cache_path.parent.with_name("moved")
+    cache_path.parent.rename(hidden)
+    cache_path.parent.write_text("a file where the cache folder was")
+    with caplog.at_level(logging.WARNING, logger="service.digests"):
+        store._refresh()
+        store._refresh()
+    assert len(caplog.records) == 1  # the second failure in a row is not logged again
+    assert "digest cache not read" in caplog.text
+    cache_path.parent.unlink()
+    hidden.rename(cache_path.parent)
+    store._refresh()
+    assert store._refresh_failed is False
