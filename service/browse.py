@@ -3,8 +3,9 @@
 It owns which listing a client gets (``?format=`` first, then the ``Accept`` header) and
 how the page shows each entry: a human size, the UTC date, the download link (signed
 exactly as in the JSON listing), copyable ``curl``/``wget``/``aria2c`` commands with the
-absolute, shell-quoted URL, and for audio and video a player (``?play=<name>``) that
-streams the file with ``?inline=1``. Jinja escapes everything that reaches the HTML.
+absolute, shell-quoted URL, the SHA-256 once known, and for audio and video a player
+(``?play=<name>``) that streams the file with ``?inline=1``. With digests on, the page
+links the folder's ``sha256sum`` list. Jinja escapes everything that reaches the HTML.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Row:
     size: int | None
     human_size: str
     commands: tuple[str, ...]
+    sha256: str | None  # hex, when already known
     media: str | None  # "video" or "audio" when the browser may play it
     play_href: str | None  # this page with the entry's player
     inline_href: str | None  # the file with ``inline=1``: what the player streams
@@ -56,11 +58,12 @@ def wants_html(request: Request) -> bool:
     return request.accept_mimetypes.best_match([JSON, HTML]) == HTML
 
 
-def page(document: dict[str, Any], request: Request, signed: bool) -> Response:
+def page(document: dict[str, Any], request: Request, signed: bool, checksums: bool) -> Response:
     """The listing ``document`` (from :func:`service.listing.folder_document`) as HTML.
 
     ``signed``: the listing came through a signed link, so folders above it are shown
-    without links (their URLs would need signatures of their own)."""
+    without links (their URLs would need signatures of their own). ``checksums``: the
+    folder's ``?format=sha256`` list exists (digests are on)."""
     origin = request.host_url.rstrip("/")
     rows = [_row(entry, origin, request) for entry in document["entries"]]
     playing = next((r for r in rows if r.media and r.name == request.args.get(PLAY)), None)
@@ -72,6 +75,7 @@ def page(document: dict[str, Any], request: Request, signed: bool) -> Response:
         crumbs=crumbs,
         rows=rows,
         playing=playing,
+        sums_href=_page_query(request, format="sha256") if checksums else None,
         nonce=nonce,
     )
     response = Response(html, mimetype="text/html")
@@ -115,11 +119,7 @@ def _row(entry: dict[str, Any], origin: str, request: Request) -> Row:
     is_folder = entry["type"] == "folder"
     size = None if is_folder else int(entry["size"])
     media = None if is_folder else media_kind(entry["name"])
-    play_href = None
-    if media is not None:
-        # The page's own query (its signature, a format) plus the entry to play.
-        args = {k: v for k, v in request.args.items() if k != PLAY}
-        play_href = "?" + urlencode({**args, PLAY: entry["name"]})
+    play_href = None if media is None else _page_query(request, **{PLAY: entry["name"]})
     return Row(
         name=entry["name"],
         is_folder=is_folder,
@@ -128,10 +128,18 @@ def _row(entry: dict[str, Any], origin: str, request: Request) -> Row:
         size=size,
         human_size="" if size is None else human_size(size),
         commands=() if is_folder else commands(origin + entry["url"]),
+        sha256=entry.get("sha256"),
         media=media,
         play_href=play_href,
         inline_href=None if media is None else with_query(entry["url"], inline="1"),
     )
+
+
+def _page_query(request: Request, **params: str) -> str:
+    """A link to this page: its own query (its signature, a format) but the player's
+    entry, with ``params`` set."""
+    args = {k: v for k, v in request.args.items() if k != PLAY}
+    return "?" + urlencode({**args, **params})
 
 
 def _crumbs(path: str, script_root: str, signed: bool) -> list[Crumb]:

@@ -66,7 +66,8 @@ def _listing(catalog: Catalog, name: str) -> Response:
         settings.etag == "digest",
     )
     if browse.wants_html(request):
-        response = browse.page(document, request, signed=sign is not None)
+        checksums = current_app.extensions["digests"] is not None
+        response = browse.page(document, request, signed=sign is not None, checksums=checksums)
     else:
         response = jsonify(document)
     response.headers["Cache-Control"] = "no-cache"

@@ -3,6 +3,7 @@ the download commands and the player."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ class Page:
     """What the HTML says, as a browser would read it (entities decoded)."""
 
     links: list[dict[str, str]] = field(default_factory=list)  # attrs + "text"
-    codes: list[str] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)  # the download commands
+    digests: list[str] = field(default_factory=list)  # the SHA-256 lines
     media: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     crumbs: list[tuple[str, str | None]] = field(default_factory=list)
     scripts: list[dict[str, str]] = field(default_factory=list)
@@ -78,7 +80,7 @@ class _Reader(HTMLParser):
         _, values = self._open.pop()
         text = "".join(self._text)
         if tag == "code":
-            self.page.codes.append(text)
+            (self.page.digests if values.get("class") == "sha256" else self.page.codes).append(text)
         elif self._in_nav and tag == "a":
             self.page.crumbs.append((text, values["href"]))
         elif self._in_nav and tag == "span" and values.get("class") != "sep":
@@ -246,6 +248,28 @@ def test_behind_a_tls_proxy_the_commands_name_https(root: Path, peer: str, schem
     assert all(url.startswith(f"{scheme}://dl.example.org/files/") for url in urls)
 
 
+def test_known_digests_are_shown_and_the_folder_links_its_sha256_list(
+    client: FlaskClient,
+) -> None:
+    first = read_page(fetch(client, "/files/sub/"))
+    assert first.digests == []  # listing queues nothing
+    sums = [a["href"] for a in first.links if a["class"] == "sums"]
+    assert sums == ["?format=sha256"]
+    fetch(client, "/files/sub/b.txt", None)
+    assert client.application.extensions["digests"].wait_idle(10)
+    page = read_page(fetch(client, "/files/sub/"))
+    assert page.digests == [hashlib.sha256(b"in a folder\n").hexdigest()]
+    listing = fetch(client, "/files/sub/" + sums[0], None)
+    assert listing.mimetype == "text/plain"
+    assert page.digests[0] + "  b.txt\n" in listing.get_data(as_text=True)
+
+
+def test_without_digests_the_page_has_no_sha256_list(root: Path) -> None:
+    with create_app(Settings(data_root=root, digests=False)).test_client() as plain:
+        page = read_page(fetch(plain, "/files/"))
+    assert not [a for a in page.links if a["class"] == "sums"]
+
+
 def test_commands_quote_urls_that_the_shell_would_split(client: FlaskClient) -> None:
     folder_url = "/files/it's%20(x)%20$HOME;%20&%20z/"  # as Werkzeug quotes a path
     response = fetch(client, folder_url)
@@ -344,6 +368,8 @@ def test_a_signed_page_links_carry_their_signatures_and_open(signed_client: Flas
         assert parse_qs(urlsplit(href).query)["expires"] == expires, name
         assert fetch(signed_client, href).status_code == 200, name
         assert fetch(signed_client, urlsplit(href).path).status_code == 403, name
+    (sums,) = [a["href"] for a in page.links if a["class"] == "sums"]
+    assert fetch(signed_client, "/" + sums, None).mimetype == "text/plain"  # still signed
     for command in page.codes:
         url = shell_words(command)[-1]
         assert fetch(signed_client, url.removeprefix("http://localhost"), None).status_code == 200
