@@ -24,20 +24,27 @@ CAP = 3
 CLOSE = [("Connection", "close")]
 
 
+def capped_server(
+    tmp_path_factory: pytest.TempPathFactory, factory: ServerFactory, cap: int, workers: int
+) -> GunicornServer:
+    """A server over big.bin and small.txt where slow downloads stay in flight."""
+    root: Path = tmp_path_factory.mktemp("capped")
+    write_big_file(root / "big.bin", 16 * MiB, seed=3)
+    (root / "small.txt").write_bytes(b"small")
+    return factory(
+        root,
+        DL_MAX_DOWNLOADS_PER_CLIENT=str(cap),
+        DL_WORKERS=str(workers),
+        DL_RATE_LIMIT="256k",
+    )
+
+
 @pytest.fixture(scope="module")
 def capped(
     tmp_path_factory: pytest.TempPathFactory, module_server_factory: ServerFactory
 ) -> GunicornServer:
-    root: Path = tmp_path_factory.mktemp("capped")
-    write_big_file(root / "big.bin", 16 * MiB, seed=3)
-    (root / "small.txt").write_bytes(b"small")
-    # Slow downloads stay in flight; two workers prove the count is shared.
-    return module_server_factory(
-        root,
-        DL_MAX_DOWNLOADS_PER_CLIENT=str(CAP),
-        DL_WORKERS="2",
-        DL_RATE_LIMIT="256k",
-    )
+    """Two workers prove the count is shared."""
+    return capped_server(tmp_path_factory, module_server_factory, CAP, workers=2)
 
 
 @pytest.fixture
@@ -111,12 +118,7 @@ def test_an_abandoned_download_frees_its_slot(capped, downloads) -> None:
 def capped_one_worker(
     tmp_path_factory: pytest.TempPathFactory, module_server_factory: ServerFactory
 ) -> GunicornServer:
-    root: Path = tmp_path_factory.mktemp("capped-one")
-    write_big_file(root / "big.bin", 16 * MiB, seed=4)
-    (root / "small.txt").write_bytes(b"small")
-    return module_server_factory(
-        root, DL_MAX_DOWNLOADS_PER_CLIENT="1", DL_WORKERS="1", DL_RATE_LIMIT="256k"
-    )
+    return capped_server(tmp_path_factory, module_server_factory, 1, workers=1)
 
 
 def test_a_killed_workers_slots_are_freed_by_the_master(capped_one_worker, downloads) -> None:
