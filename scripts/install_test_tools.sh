@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the real clients and servers the tests drive are installed (Debian packages):
-# HTTP clients, ffmpeg, HAProxy and nginx (slice module), and the headless browser for the
+# HTTP clients, ffmpeg, HAProxy and nginx (slice module), openssl (a test certificate for
+# HAProxy's TLS), and the headless browser for the
 # browse page (Debian's chromium; Playwright drives it, `playwright install` is never needed).
 # Installs what is missing when it can (root or sudo); otherwise says what to install,
 # and those tests skip (outside CI) or fail (in CI, where CI is set).
@@ -8,7 +9,7 @@ set -euo pipefail
 
 declare -A package_of=(
   [curl]=curl [wget]=wget [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
-  [chromium]=chromium [nginx]=nginx [haproxy]=haproxy
+  [chromium]=chromium [nginx]=nginx [haproxy]=haproxy [openssl]=openssl
 )
 missing=()
 for tool in "${!package_of[@]}"; do

@@ -59,9 +59,12 @@ class Node:
 
 
 class HAProxy:
-    """``haproxy -db`` over ``nodes`` with deploy/haproxy/haproxy.cfg.in."""
+    """``haproxy -db`` over ``nodes`` with deploy/haproxy/haproxy.cfg.in; with
+    ``tls_pem`` (certificate and key) its frontend speaks TLS, with HTTP/2 offered."""
 
-    def __init__(self, binary: str, nodes: Sequence[str], workdir: Path) -> None:
+    def __init__(
+        self, binary: str, nodes: Sequence[str], workdir: Path, tls_pem: Path | None = None
+    ) -> None:
         self.binary = binary
         self.workdir = workdir
         self.host = "127.0.0.1"
@@ -69,13 +72,17 @@ class HAProxy:
         self.config = workdir / "haproxy.cfg"
         self.log_path = workdir / "haproxy.log"
         self.socket_path = workdir / "admin.sock"
-        values = {"bind": f"{self.host}:{self.port}", "state_dir": str(workdir)}
+        self.scheme = "http" if tls_pem is None else "https"
+        bind = f"{self.host}:{self.port}"
+        if tls_pem is not None:
+            bind += f" ssl crt {tls_pem} alpn h2,http/1.1"
+        values = {"bind": bind, "state_dir": str(workdir)}
         self.config.write_text(render_file(HAPROXY_TEMPLATE, values, nodes))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> HAProxy:
         daemon.check_config([self.binary, "-c", "-q", "-f", str(self.config)], "haproxy -c")
