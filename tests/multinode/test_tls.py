@@ -92,7 +92,7 @@ def test_a_download_over_tls_is_exact_on_http2_and_http1(
     assert sha256_file(out) == source[1]
 
 
-def test_a_range_and_a_resume_over_http2(
+def test_ranges_and_a_resume_over_http2(
     tls: HAProxy, certificate: tuple[Path, Path], source: tuple[Path, str], tmp_path: Path
 ) -> None:
     url = tls.url + "/files/a.bin"
@@ -101,7 +101,26 @@ def test_a_range_and_a_resume_over_http2(
         certificate, "--http2", "-r", "1000-1999", "-w", "%{http_code}", "-o", str(part), url
     )
     assert result.stdout == b"206"
-    assert part.read_bytes() == (source[0] / "a.bin").read_bytes()[1000:2000]
+    content = (source[0] / "a.bin").read_bytes()
+    assert part.read_bytes() == content[1000:2000]
+    parts = tmp_path / "parts"
+    result = curl(
+        certificate,
+        "--http2",
+        "-r",
+        "0-9,5000-5009",
+        "-w",
+        "%{content_type}",
+        "-o",
+        str(parts),
+        url,
+    )
+    boundary = result.stdout.decode().partition("boundary=")[2].encode()
+    assert boundary
+    body = parts.read_bytes()
+    assert body.count(b"--" + boundary) == 3  # two parts and the closing delimiter
+    assert b"\r\n\r\n" + content[:10] + b"\r\n" in body
+    assert b"\r\n\r\n" + content[5000:5010] + b"\r\n" in body
     out = tmp_path / "resumed.bin"
     write_prefix(source[0] / "a.bin", out, SIZE // 3)
     result = curl(certificate, "--http2", "-C", "-", "-w", "%{http_code}", "-o", str(out), url)
