@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from flask import Response
 
 from service.catalog import FolderEntry
-from service.digests import DigestStore
+from service.digests import DigestStore, entry_path
 from service.errors import text_response
 
 PENDING = "# not hashed yet, ask again later: "
@@ -25,13 +25,12 @@ def checksum_listing(
     """The listing of the folder at URL path ``folder`` (``""`` for the root)."""
     if store is None:
         return text_response(404, "Not Found: checksums are turned off")
-    prefix = folder.removesuffix("/") + "/" if folder.strip("/") else ""
     known: list[tuple[str, bytes]] = []
     pending: list[str] = []
     for entry in entries:
         if entry.is_folder:
             continue
-        sha256 = store.lookup(prefix + entry.name, entry.size, entry.mtime_ns)
+        sha256 = store.lookup(entry_path(folder, entry.name), entry.size, entry.mtime_ns)
         if sha256 is None:
             pending.append(entry.name)
         else:

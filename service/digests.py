@@ -81,6 +81,12 @@ def with_digest(store: DigestStore | None, rep: Representation, path: str) -> Re
     return rep if sha256 is None else replace(rep, sha256=sha256)
 
 
+def entry_path(folder: str, name: str) -> str:
+    """The digest key's path of entry ``name`` of the folder at URL path ``folder``
+    below /files/ (``""`` for the root): the path a file request looks it up by."""
+    return f"{folder.strip('/')}/{name}" if folder.strip("/") else name
+
+
 def default_cache_dirs() -> list[Path]:
     """Where the cache goes without ``DL_DIGEST_CACHE``, best first: the user's cache
     folder (``$XDG_CACHE_HOME`` or ``~/.cache``, kept over reboots), then memory-backed

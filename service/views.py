@@ -15,7 +15,7 @@ from service import browse
 from service.accesslog import KIND_KEY
 from service.catalog import Catalog
 from service.checksums import checksum_listing
-from service.digests import with_digest
+from service.digests import entry_path, with_digest
 from service.errors import IsFolderError
 from service.links import entry_signer, require_signature
 from service.listing import KnownDigest, folder_document
@@ -80,8 +80,7 @@ def _known_digests(folder: str) -> KnownDigest | None:
     store = current_app.extensions["digests"]
     if store is None:
         return None
-    prefix = folder.removesuffix("/") + "/" if folder.strip("/") else ""
-    return lambda name, size, mtime_ns: store.peek(prefix + name, size, mtime_ns)
+    return lambda name, size, mtime_ns: store.peek(entry_path(folder, name), size, mtime_ns)
 
 
 def _conditions() -> Conditions:
