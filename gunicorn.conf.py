@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from config import Settings
-from service import admission, metricsdir
+from service import admission, metricsdir, serverlog
 
 _settings = Settings.from_env()
 # Made here, in the master, so that every forked worker counts in the same table.
@@ -50,6 +50,11 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
+
+
+def post_worker_init(worker: Any) -> None:
+    # A client dropped by DL_SEND_TIMEOUT is one INFO line, not an ERROR traceback.
+    serverlog.install(worker.log.error_log)
 
 
 # Metrics (DL_METRICS): one fresh folder per master, where every worker keeps its values.

@@ -87,6 +87,10 @@ def test_stalled_readers_are_dropped_and_their_files_closed(
     for sock in readers:
         assert drained_until_closed(sock, limit=5) < 64 * MiB  # cut short, never finished
     assert_healthy(server)
+    # A stalled client is the client's doing: one INFO line each at most, no traceback.
+    log = "\n".join(line for line in server.log().splitlines() if not line.startswith("{"))
+    assert "Traceback" not in log
+    assert "[ERROR]" not in log
 
 
 def test_a_slow_reader_that_keeps_reading_is_not_dropped(server: GunicornServer) -> None:
