@@ -5,7 +5,7 @@ A version is (URL path below ``/files/``, size, mtime in ns). The request path o
 never hashes and never touches SQLite; an unknown digest is simply absent from that
 response. One real OS thread per worker process (started on first need, after the
 fork) takes versions off the queue, asks the SQLite cache, and only if no process has
-the digest or is computing it, hashes the file in large chunks (``hashlib`` and
+the digest or is computing it, hashes the file in 64 KiB reads (``hashlib`` and
 ``pread`` release the GIL, so gevent's event loop keeps running) at a lower CPU
 priority. The result is stored only if the file still has the size and mtime it had
 when hashing began, so a file changed meanwhile never gets a wrong digest.
