@@ -3,19 +3,19 @@
 A version is (URL path below ``/files/``, size, mtime in ns). The request path only asks
 :meth:`DigestStore.lookup`: a dict read, and on a miss a set check and a queue put. It
 never hashes and never touches SQLite; an unknown digest is simply absent from that
-response. One real OS thread per worker process (started on first need, after the
-fork) takes versions off the queue, asks the SQLite cache, and only if no process has
-the digest or is computing it, hashes the file in 64 KiB reads (``hashlib`` and
-``pread`` release the GIL, so gevent's event loop keeps running) at a lower CPU
-priority. The result is stored only if the file still has the size and mtime it had
-when hashing began, so a file changed meanwhile never gets a wrong digest.
+response. One real OS thread per worker process (started with the store, in the
+worker, and again after a fork) takes versions off the queue, asks the SQLite cache,
+and only if no process has the digest or is computing it, hashes the file in 64 KiB
+reads (``hashlib`` and ``pread`` release the GIL, so gevent's event loop keeps
+running) at a lower CPU priority. The result is stored only if the file still has the
+size and mtime it had when hashing began, so a file changed meanwhile never gets a wrong digest.
 
 The cache (WAL mode, short transactions, a busy timeout) is shared by every worker and
 survives restarts: a worker loads the known digests of its data root when it starts, so
 nothing is hashed twice. A row with no digest yet is a claim: the process hashing that
-version, so that other workers do not hash it too. Once its thread runs, a worker also
-reads what the others stored every ``REFRESH_SECONDS``, so a digest one worker computed
-reaches the answers of every worker within seconds, not only after a miss of its own.
+version, so that other workers do not hash it too. A worker's thread also reads what
+the others stored every ``REFRESH_SECONDS``, so a digest one worker computed reaches
+the answers of every worker within seconds, not only after a miss of its own.
 """
 
 from __future__ import annotations
@@ -294,6 +294,9 @@ class DigestStore:
             self._load(cache)
         finally:
             cache.close()
+        # Now, in the worker that made the store: its refreshes then bring every other
+        # worker's digests from the start, not only after a first miss of its own.
+        self._start_thread()
 
     def lookup(self, path: str, size: int, mtime_ns: int) -> bytes | None:
         """The SHA-256 of this version if known; else None, and it is queued for hashing."""
