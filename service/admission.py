@@ -69,11 +69,12 @@ class ClientTable:
 
         return Ticket(release)
 
-    def release(self, client: str) -> None:
+    def release(self, client: str, worker: int | None = None) -> None:
         """Free one of ``client``'s slots without its ticket: for a download whose end is
-        reported from elsewhere (nginx, with ``DL_OFFLOAD``), whichever worker admitted
-        it. Never goes below zero."""
-        self._release(_key(client), os.getpid(), anyone=True)
+        reported from elsewhere (nginx, with ``DL_OFFLOAD``). The count of ``worker``,
+        the pid that admitted it, if it still has one, else any other. Never goes below
+        zero."""
+        self._release(_key(client), os.getpid() if worker is None else worker, anyone=True)
 
     def in_flight(self, client: str) -> int:
         key = _key(client)

@@ -17,6 +17,7 @@ passes them on as they come.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,9 +45,11 @@ from service.sansio.plan import CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETA
 RATE_AFTER_HEADER = "X-Download-Limit-Rate-After"
 #: Set by nginx's post_action only; the public location clears it on client requests.
 DONE_HEADER = "X-Offload-Done"
-#: The planned kind, for nginx's report: it never reaches the client (not a header nginx
-#: passes on after X-Accel-Redirect), the report location reads it back.
+#: The planned kind and the admitting worker's pid, for nginx's report: they never reach
+#: the client (not headers nginx passes on after X-Accel-Redirect), the report location
+#: reads them back, so the report frees the very slot the download took.
 KIND_HEADER = "X-Offload-Kind"
+WORKER_HEADER = "X-Offload-Worker"
 DONE_PATH = INTERNAL_PREFIX + "/done"
 _NGINX_COMPUTES = {CONTENT_LENGTH.lower(), CONTENT_RANGE.lower(), CONTENT_TYPE.lower()}
 
@@ -85,6 +88,7 @@ def accel_response(
         ("X-Accel-Limit-Rate", str(settings.rate_limit)),
         (RATE_AFTER_HEADER, str(settings.rate_limit_after)),
         (KIND_HEADER, plan.kind),
+        (WORKER_HEADER, str(os.getpid())),
     ]
     if transfer is not None:
         transfer.offloaded(plan.status)
@@ -117,9 +121,13 @@ def done() -> Response:
         return text_response(404, "Not Found")
     request.environ[KIND_KEY] = REPORT_KIND
     settings: Settings = current_app.extensions["settings"]
-    if settings.max_downloads_per_client:
-        admission.table().release(str(request.remote_addr or ""))
     fields = request.headers
+    if settings.max_downloads_per_client:
+        worker = fields.get(WORKER_HEADER, "")
+        admitted_by = int(worker) if worker.isascii() and worker.isdigit() else None
+        if admitted_by is not None and admitted_by > 2**32 - 1:
+            admitted_by = None  # not a pid
+        admission.table().release(str(request.remote_addr or ""), admitted_by)
     report = parse_report(
         fields.get(KIND_HEADER),
         fields.get("X-Offload-Bytes"),

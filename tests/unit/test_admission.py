@@ -157,3 +157,21 @@ def test_a_wedged_lock_fails_open_instead_of_stalling_the_worker() -> None:
     finally:
         lock.release()
     assert table.admit("192.0.2.1", 1) is None  # the real count was never disturbed
+
+
+def test_a_release_naming_the_admitting_worker_frees_that_workers_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nginx's report names the worker that admitted the download (X-Offload-Worker), so
+    the count a dead worker leaves behind is exactly what it still had in flight."""
+    table = ClientTable(slots=64)
+    for pid in (101, 102):
+        as_worker(monkeypatch, pid)
+        assert table.admit("192.0.2.1", 5) is not None
+    as_worker(monkeypatch, 102)  # the report reaches worker 102 ...
+    table.release("192.0.2.1", worker=101)  # ... about 101's download
+    assert table.forget(101) == 0
+    as_worker(monkeypatch, 103)
+    table.release("192.0.2.1", worker=999)  # an unknown worker: any count of the client
+    assert table.in_flight("192.0.2.1") == 0
+    assert table.forget(102) == 0
