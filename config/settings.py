@@ -46,6 +46,11 @@ class Settings:
     sendfile: bool = True
     yield_interval: int = 256 * 1024
     send_timeout: int = 60
+    # Storage calls that may block run in I/O threads (see README "Storage"). 0: sized
+    # from worker_connections (io_threads) and from io_threads (io_threads_per_file).
+    io_threads: int = 0
+    io_threads_per_file: int = 0
+    read_timeout: int = 60
     rate_limit: int = 0
     rate_limit_after: int = 0
     max_downloads_per_client: int = 0
@@ -90,6 +95,13 @@ class Settings:
             if raw is not None:
                 values[spec.name] = _PARSERS[spec.name](variable, raw.strip())
         return cls(**values).validated()
+
+    def io_thread_limits(self) -> tuple[int, int]:
+        """(threads per worker, of which at most per file): a thread for every eighth
+        connection, 8 to 256, and an eighth of them (at least 2) for any one file."""
+        threads = self.io_threads or max(8, min(256, self.worker_connections // 8))
+        per_file = self.io_threads_per_file or max(2, threads // 8)
+        return threads, min(per_file, threads)
 
     def validated(self) -> Settings:
         """Check the data root exists; returns a copy with it made absolute."""
@@ -233,6 +245,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "sendfile": _boolean,
     "yield_interval": _integer(4096, 1024 * 1024 * 1024),
     "send_timeout": _integer(0, 86_400),
+    "io_threads": _integer(0, 1024),
+    "io_threads_per_file": _integer(0, 1024),
+    "read_timeout": _integer(1, 86_400),
     "rate_limit": _size(0, 2**40),
     "rate_limit_after": _size(0, 2**60),
     "max_downloads_per_client": _integer(0, 100_000),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the real clients and servers the tests drive are installed (Debian packages):
 # HTTP clients, ffmpeg, HAProxy and nginx (slice module), openssl (a test certificate for
-# HAProxy's TLS), and the headless browser for the
+# HAProxy's TLS), FUSE and Debian's python3-fusepy (the fault-injecting test filesystem
+# under tests/support/faultfs.py), and the headless browser for the
 # browse page (Debian's chromium; Playwright drives it, `playwright install` is never needed).
 # Installs what is missing when it can (root or sudo); otherwise says what to install,
 # and those tests skip (outside CI) or fail (in CI, where CI is set).
@@ -9,13 +10,15 @@ set -euo pipefail
 
 declare -A package_of=(
   [curl]=curl [wget]=wget [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
-  [chromium]=chromium [nginx]=nginx [haproxy]=haproxy [openssl]=openssl
+  [chromium]=chromium [nginx]=nginx [haproxy]=haproxy [openssl]=openssl [fusermount3]=fuse3
 )
 missing=()
 for tool in "${!package_of[@]}"; do
   # haproxy and nginx live in /usr/sbin, which is not on every user's PATH.
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("${package_of[$tool]}")
 done
+# Not a program: the module Debian's /usr/bin/python3 runs the test filesystem with.
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import fusepy' 2>/dev/null || missing+=(python3-fusepy)
 [ ${#missing[@]} -eq 0 ] && exit 0
 readarray -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
 

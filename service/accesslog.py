@@ -4,8 +4,10 @@ It records what was actually delivered, which a server's own log cannot know on 
 zero-copy path: body bytes count once the server asked for the next chunk (so the
 previous one was written) plus what ``sendfile`` wrote past the server. How the
 transfer ended is one of ``complete``, ``aborted`` (the client left or stalled),
-``truncated`` (the file shrank under it), ``error`` or ``offloaded`` (nginx sends the
-body, ``DL_OFFLOAD``). nginx's report of an offloaded delivery is logged as a request
+``truncated`` (the file shrank under it), ``storage_error`` (the storage failed or
+stalled: :mod:`service.faults`), ``error`` or ``offloaded`` (nginx sends the body,
+``DL_OFFLOAD``). ``status`` is null when the answer failed before its status line went
+out. nginx's report of an offloaded delivery is logged as a request
 for ``/_offload/done`` with the original request's ``id``, the bytes nginx sent, its
 duration and ``complete`` or ``aborted``.
 
@@ -30,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from service.errors import TruncatedFileError
+from service.errors import StorageError, TruncatedFileError
 from service.sansio.offload import DeliveryReport
 
 TRANSFER_KEY = "download_service.transfer"
@@ -58,7 +60,10 @@ class Transfer:
         self.kind: str | None = None
         #: On nginx's report of an offloaded delivery: what it says of that delivery.
         self.report: DeliveryReport | None = None
+        #: The errno name of a storage error that ended this request (for the metrics).
+        self.storage_errno: str | None = None
         self._delivered_status = 0
+        self._status_sent = True
 
     def sent_directly(self, count: int) -> None:
         self.bytes += count
@@ -76,6 +81,11 @@ class Transfer:
     def answered(self, status: int) -> None:
         self.status = self._delivered_status or status
 
+    def nothing_sent(self) -> None:
+        """The response failed before its header section went out: no status reached
+        the client (the log's ``status`` is null)."""
+        self._status_sent = False
+
     def reports(self, report: DeliveryReport) -> None:
         """This request is nginx's report of an offloaded delivery: log that delivery."""
         self.report = report
@@ -91,7 +101,7 @@ class Transfer:
             "method": environ.get("REQUEST_METHOD", ""),
             "target": _target(environ),
             "protocol": environ.get("SERVER_PROTOCOL", ""),
-            "status": self.status,
+            "status": self.status if self._status_sent else None,
             "range": environ.get("HTTP_RANGE"),
             "bytes": self.bytes,
             "duration_ms": round(self._seconds() * 1000, 3),
@@ -196,6 +206,10 @@ class _Counted:
             raise
         except TruncatedFileError:
             self._transfer.outcome = "truncated"
+            raise
+        except StorageError as error:
+            self._transfer.outcome = "storage_error"
+            self._transfer.storage_errno = error.errno_name
             raise
         except Exception:
             self._transfer.outcome = "error"

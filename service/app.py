@@ -5,11 +5,15 @@ from __future__ import annotations
 from flask import Flask
 
 from config import Settings
-from service import accesslog, digests
+from service import accesslog, digests, faults
 from service.catalog import Catalog
+from service.diskio import DiskIO
 from service.errors import register_error_handlers
 from service.flaskapp import DownloadFlask
+from service.iopool import IOPool
 from service.links import make_signer
+from service.mounts import Mounts
+from service.storage import RootProbe, Storage
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -27,15 +31,28 @@ def create_app(settings: Settings | None = None) -> Flask:
         allow_outside_symlinks=settings.allow_outside_symlinks,
     )
     app.extensions["signer"] = make_signer(settings.signing_key)
+    _install_storage(app, settings)
     # Opened in each worker (gunicorn does not preload the app), never in the master.
     app.extensions["digests"] = digests.open_store(settings, app.extensions["catalog"])
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)
+    faults.register(app)
     if settings.offload != "off":
         offload.install(app, settings)
     _install_middleware(app, settings)
     return app
+
+
+def _install_storage(app: Flask, settings: Settings) -> None:
+    """The worker's I/O threads and what reads through them (README "Storage")."""
+    threads, per_file = settings.io_thread_limits()
+    pool = IOPool(threads, per_file, settings.read_timeout)
+    mounts = Mounts()
+    catalog = app.extensions["catalog"]
+    app.extensions["storage"] = Storage(catalog, pool, mounts)
+    app.extensions["disk"] = DiskIO(pool, mounts)
+    app.extensions["root_probe"] = RootProbe(catalog.root, pool)
 
 
 def _install_middleware(app: Flask, settings: Settings) -> None:
@@ -49,7 +66,8 @@ def _install_middleware(app: Flask, settings: Settings) -> None:
 
         store = app.extensions["digests"]
         queue_length = store.queue_length if store is not None else None
-        observers.append(metrics.install(app, settings, queue_length))
+        io_busy = app.extensions["storage"].pool.in_flight
+        observers.append(metrics.install(app, settings, queue_length, io_busy))
     if settings.access_log or observers:
         accesslog.install(app, log=settings.access_log, observers=observers)
     if settings.offload != "off" or settings.behind_proxy:

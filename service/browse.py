@@ -40,6 +40,7 @@ class Row:
     media: str | None  # "video" or "audio" when the browser may play it
     play_href: str | None  # this page with the entry's player
     inline_href: str | None  # the file with ``inline=1``: what the player streams
+    error: str | None = None  # the storage error (errno name) that hides its details
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,9 @@ def with_query(url: str, **params: str) -> str:
 
 
 def _row(entry: dict[str, Any], origin: str, request: Request) -> Row:
+    if "error" in entry:  # the storage would not say what it is: shown as unavailable
+        return Row(entry["name"], False, entry["url"], "", None, "", (), None, None, None, None,
+                   error=entry["error"])  # fmt: skip
     is_folder = entry["type"] == "folder"
     size = None if is_folder else int(entry["size"])
     media = None if is_folder else media_kind(entry["name"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,24 +26,61 @@ from service.errors import (
     ForbiddenError,
     IsFolderError,
     NotFoundError,
+    StorageError,
+)
+from service.openat2 import (
+    RESOLVE_BENEATH,
+    RESOLVE_CACHED,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+    openat2,
 )
 from service.sansio import Representation
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW
+#: Errors that mean "no such servable file" (404), not a failing storage.
+_NOT_THERE = frozenset(
+    (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.ENXIO, errno.ENODEV)
+)
+#: openat2 resolution for :meth:`Catalog.open_cached`: from the dentry cache only, no
+#: symlinks, no mount crossed, never above the root.
+_CACHED_ONLY = (
+    RESOLVE_CACHED | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV | RESOLVE_BENEATH
+)
 _MAX_PATH_BYTES = 4096
 
 
 class OpenFile:
-    """An open regular file and the facts of the version it holds. Closing is idempotent."""
+    """An open regular file and the facts of the version it holds. Closing is idempotent.
 
-    __slots__ = ("fd", "path", "representation")
+    While a thread uses the descriptor (:meth:`pin`), closing waits for it to be done
+    (:meth:`unpin`): the number must not be reused by another open under its feet.
+    """
+
+    __slots__ = ("_close_pending", "_pins", "dev", "fd", "ino", "path", "representation")
 
     def __init__(self, fd: int, name: str, facts: os.stat_result, path: str = "") -> None:
         self.fd: int | None = fd
         self.path = path  # the resolved real path that was opened (for nginx offload)
         self.representation = Representation(name, facts.st_size, facts.st_mtime_ns)
+        self.dev = facts.st_dev
+        self.ino = facts.st_ino
+        self._pins = 0
+        self._close_pending = False
+
+    def pin(self) -> None:
+        self._pins += 1
+
+    def unpin(self) -> None:
+        self._pins -= 1
+        if self._pins == 0 and self._close_pending:
+            self.close()
 
     def close(self) -> None:
+        if self._pins:
+            self._close_pending = True
+            return
         fd, self.fd = self.fd, None
         if fd is not None:
             os.close(fd)
@@ -54,6 +92,9 @@ class FolderEntry:
     is_folder: bool
     size: int
     mtime_ns: int
+    #: Why the entry could not be examined (an errno name): its type, size and mtime
+    #: are then unknown, and it is listed all the same.
+    error: str | None = None
 
 
 class Catalog:
@@ -63,6 +104,49 @@ class Catalog:
         self.root = os.path.realpath(root)
         self.serve_hidden = serve_hidden
         self.allow_outside_symlinks = allow_outside_symlinks
+        #: An ``O_PATH`` descriptor of the root, for lookups relative to it; opened with
+        #: the catalog (in the worker), closed with it.
+        self.root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        weakref.finalize(self, os.close, self.root_fd)
+
+    def open_cached(self, url_path: str) -> OpenFile | None:
+        """The file at ``url_path`` opened without waiting for storage, or None when that
+        cannot be promised: a lookup not in the kernel's dentry cache, a symlink on the
+        path, a mount crossed. The caller then runs :meth:`open_file` in a thread.
+
+        Only for a root on a local file system (``service.mounts``): there ``fstat`` of
+        an open file is a memory read. The name rules are :meth:`open_file`'s; with no
+        symlink and no ``..``, the path cannot leave the root.
+        """
+        segments = self._segments(url_path)
+        if not segments:
+            raise IsFolderError
+        relative = "/".join(segments).encode("utf-8", "surrogateescape")
+        try:
+            probe = openat2(self.root_fd, relative, os.O_PATH | os.O_CLOEXEC, _CACHED_ONLY)
+        except OSError as error:
+            if error.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise NotFoundError from error  # a negative dentry, from the cache
+            return None  # EAGAIN (not cached), ELOOP (a symlink), EXDEV, EACCES, ...
+        try:
+            kind = os.fstat(probe).st_mode  # an O_PATH descriptor: no open() of a device
+            if stat.S_ISDIR(kind):
+                raise IsFolderError
+            if not stat.S_ISREG(kind):
+                raise NotFoundError
+            fd = openat2(self.root_fd, relative, _OPEN_FLAGS, _CACHED_ONLY)
+        except OSError:
+            return None
+        finally:
+            os.close(probe)
+        try:
+            facts = os.fstat(fd)
+        except OSError:
+            facts = None
+        if facts is None or not stat.S_ISREG(facts.st_mode):  # replaced between the opens
+            os.close(fd)
+            return None
+        return OpenFile(fd, segments[-1], facts, os.path.join(self.root, *segments))
 
     def open_file(self, url_path: str) -> OpenFile:
         """Open the regular file at ``url_path`` for reading (raises a CatalogError)."""
@@ -73,7 +157,11 @@ class Catalog:
             raise NotFoundError
         with _os_errors():
             fd = os.open(real, _OPEN_FLAGS)
-        facts = os.fstat(fd)
+            try:
+                facts = os.fstat(fd)
+            except OSError:
+                os.close(fd)
+                raise
         if not stat.S_ISREG(facts.st_mode):  # replaced between stat and open
             os.close(fd)
             raise NotFoundError
@@ -90,14 +178,20 @@ class Catalog:
         return sorted(entries, key=lambda entry: entry.name)
 
     def _folder_entry(self, item: os.DirEntry[str]) -> FolderEntry | None:
+        """The entry as listed; None for what is never served. An entry whose ``stat``
+        fails with a storage error is listed with that error, not left out."""
         if not self._servable_name(item.name):
             return None
         try:
             if item.is_symlink():
                 self._check_inside(os.path.realpath(item.path))
             facts = item.stat()
-        except (OSError, CatalogError):
+        except CatalogError:
             return None
+        except OSError as error:
+            if error.errno in _NOT_THERE:
+                return None  # removed since it was read from the folder, or a dangling link
+            return FolderEntry(item.name, False, 0, 0, _errno_name(error))
         if not (stat.S_ISREG(facts.st_mode) or stat.S_ISDIR(facts.st_mode)):
             return None
         is_folder = stat.S_ISDIR(facts.st_mode)
@@ -179,10 +273,17 @@ def _file_type(real: str) -> int:
 
 @contextmanager
 def _os_errors() -> Iterator[None]:
-    """Map OSError to the catalog's errors: missing or odd names 404, the rest 403."""
+    """Map OSError to the catalog's errors: missing or odd names 404, no permission 403,
+    anything else (EIO, ESTALE, ENOTCONN, EMFILE, ...) a storage error, 503."""
     try:
         yield
     except OSError as error:
-        if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
+        if error.errno in _NOT_THERE:
             raise NotFoundError from error
-        raise ForbiddenError from error
+        if error.errno in (errno.EACCES, errno.EPERM):
+            raise ForbiddenError from error
+        raise StorageError.from_os_error(error) from error
+
+
+def _errno_name(error: OSError) -> str:
+    return StorageError.from_os_error(error).errno_name

@@ -3,7 +3,8 @@
 One ``<hex>  <name>`` line per file whose digest is known, so ``sha256sum -c`` run in a
 mirror of the folder checks every listed file. Files not hashed yet are queued and
 named in trailing comment lines, which ``sha256sum -c`` skips (as it skips any line
-starting with ``#``), so the listing is always checkable and says what it left out.
+starting with ``#``), so the listing is always checkable and says what it left out; so
+are entries the storage would not describe, with the errno.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from service.digests import DigestStore, entry_path
 from service.errors import text_response
 
 PENDING = "# not hashed yet, ask again later: "
+UNAVAILABLE = "# unavailable, storage error {}: "
 
 
 def checksum_listing(
@@ -27,7 +29,11 @@ def checksum_listing(
         return text_response(404, "Not Found: checksums are turned off")
     known: list[tuple[str, bytes]] = []
     pending: list[str] = []
+    unavailable: list[str] = []
     for entry in entries:
+        if entry.error is not None:
+            unavailable.append(UNAVAILABLE.format(entry.error) + _escape(entry.name)[0])
+            continue
         if entry.is_folder:
             continue
         sha256 = store.lookup(entry_path(folder, entry.name), entry.size, entry.mtime_ns)
@@ -35,7 +41,7 @@ def checksum_listing(
             pending.append(entry.name)
         else:
             known.append((entry.name, sha256))
-    response = Response(render(known, pending), mimetype="text/plain")
+    response = Response(render(known, pending) + render_notes(unavailable), mimetype="text/plain")
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -45,6 +51,10 @@ def render(known: Iterable[tuple[str, bytes]], pending: Iterable[str] = ()) -> s
     lines = [_line(sha256.hex(), name) for name, sha256 in known]
     lines += [PENDING + _escape(name)[0] for name in pending]
     return "".join(line + "\n" for line in lines)
+
+
+def render_notes(notes: Iterable[str]) -> str:
+    return "".join(note + "\n" for note in notes)
 
 
 def _line(hex_digest: str, name: str) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 
 from config import Settings
 from service.catalog import Catalog, OpenFile
-from service.errors import CatalogError
+from service.errors import CatalogError, StorageError
 from service.sansio import Representation
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ REFRESH_SECONDS = 2.0
 MAX_QUEUE = 100_000
 #: A claim older than this is ignored even if its process still runs.
 CLAIM_SECONDS = 3600.0
+#: A version whose storage failed while hashing is tried again only after this long
+#: (or as soon as its size or mtime change, which makes it another version).
+FAILED_RETRY_SECONDS = 600.0
+_MAX_FAILED = 10_000
 BUSY_TIMEOUT = 5.0
 _NICENESS = 10
 _SCHEMA = """
@@ -251,14 +255,17 @@ def hash_version(
     buffer = bytearray(chunk)
     view = memoryview(buffer)
     offset = 0
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    while True:
-        count = os.preadv(fd, [buffer], offset)
-        if count == 0:
-            break
-        digest.update(view[:count])
-        offset += count
-    after = os.fstat(fd)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        while True:
+            count = os.preadv(fd, [buffer], offset)
+            if count == 0:
+                break
+            digest.update(view[:count])
+            offset += count
+        after = os.fstat(fd)
+    except OSError as error:
+        raise StorageError.from_os_error(error, offset) from error
     if offset != size or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
         return None  # changed while we read it: this digest belongs to no version
     return digest.digest()
@@ -283,6 +290,8 @@ class DigestStore:
         # path -> (size, mtime_ns, sha256): one version per path, read without locks.
         self._known: dict[str, tuple[int, int, bytes]] = {}
         self._pending: set[Key] = set()
+        # Versions whose storage failed while hashing -> when (monotonic): not re-read.
+        self._failed: dict[Key, float] = {}
         self._queue: Any = None
         self._pid = 0
         self._closed = False
@@ -301,7 +310,7 @@ class DigestStore:
     def lookup(self, path: str, size: int, mtime_ns: int) -> bytes | None:
         """The SHA-256 of this version if known; else None, and it is queued for hashing."""
         sha256 = self.peek(path, size, mtime_ns)
-        if sha256 is None:
+        if sha256 is None and not self._failed_lately((path, size, mtime_ns)):
             self._request((path, size, mtime_ns))
         return sha256
 
@@ -330,6 +339,10 @@ class DigestStore:
         if queue is not None and self._pid == os.getpid():
             queue.put(None)
             self._stopped.acquire(timeout=timeout)
+
+    def _failed_lately(self, key: Key) -> bool:
+        failed = self._failed.get(key)
+        return failed is not None and time.monotonic() - failed < FAILED_RETRY_SECONDS
 
     def _request(self, key: Key) -> None:
         if key in self._pending or self._closed or len(self._pending) >= MAX_QUEUE:
@@ -406,13 +419,30 @@ class DigestStore:
         if claim is _Claim.BUSY:
             return  # another worker hashes it; a later request here finds it in the cache
         if sha256 is None:
-            sha256 = self._hash(key)
+            try:
+                sha256 = self._hash(key)
+            except StorageError as error:
+                cache.release(key, pid)
+                self._remember_failure(key, error)
+                return
             if sha256 is None:
                 cache.release(key, pid)
                 return
             cache.store(key, sha256, time.time())
             self.hashed += 1
         self._known[path] = (size, mtime_ns, sha256)
+
+    def _remember_failure(self, key: Key, error: StorageError) -> None:
+        """One log line per failed version; requests do not queue it again for a while."""
+        if len(self._failed) >= _MAX_FAILED:
+            self._failed.clear()
+        self._failed[key] = time.monotonic()
+        where = "" if error.offset is None else f" at byte {error.offset}"
+        log.error(
+            "digest of %r not computed: storage error %s%s; tried again when the file"
+            " changes, or in %.0f s",
+            key[0], error.errno_name, where, FAILED_RETRY_SECONDS,
+        )  # fmt: skip
 
     def _unsettled_for(self, mtime_ns: int) -> float:
         """Seconds until a version modified at ``mtime_ns`` may be hashed."""
@@ -423,6 +453,8 @@ class DigestStore:
         path, size, mtime_ns = key
         try:
             opened = self.catalog.open_file(path)
+        except StorageError:
+            raise
         except (CatalogError, OSError):
             return None  # gone or replaced: a request for the new version asks again
         try:

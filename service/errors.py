@@ -6,11 +6,16 @@ refused symlink, a hidden file and a missing file all read the same.
 
 from __future__ import annotations
 
+import errno
 from http import HTTPStatus
 from urllib.parse import quote
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
+
+#: Seconds a client is asked to wait (``Retry-After``) before it tries again: a download
+#: slot frees when one ends, and a storage hiccup is usually over by then.
+RETRY_AFTER = 5
 
 # RFC 9110's names where Python's table still has the older ones.
 _PHRASES = {413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
@@ -51,8 +56,52 @@ class IsFolderError(CatalogError):
     message = "Moved Permanently"
 
 
+class StorageError(CatalogError):
+    """The storage failed or did not answer in time (EIO, ESTALE, a stalled mount, ...).
+
+    Before the first byte this is ``503`` with ``Retry-After`` (RFC 9110 §15.6.4: a
+    temporary condition, so a client or HAProxy tries again, or elsewhere); after it,
+    the connection is aborted. ``errno_name`` names the cause in logs and metrics.
+    """
+
+    status = 503
+    message = "Service Unavailable: storage error, try again"
+
+    def __init__(self, errno_name: str, offset: int | None = None, detail: str = "") -> None:
+        super().__init__(errno_name)
+        self.errno_name = errno_name
+        self.offset = offset
+        self.detail = detail
+
+    @classmethod
+    def from_os_error(cls, error: OSError, offset: int | None = None) -> StorageError:
+        code = error.errno
+        name = errno.errorcode.get(code, f"errno {code}") if code is not None else "OSError"
+        return cls(name, offset)
+
+
+class StorageBusyError(StorageError):
+    """Every I/O thread this file (or the worker) may use is stuck on earlier calls."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("EBUSY", detail=detail)
+
+
+class StorageTimeoutError(StorageError):
+    """A storage call gave no answer within ``DL_READ_TIMEOUT`` seconds."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("ETIMEDOUT", detail=f"no answer from storage in {seconds:g}s")
+        self.seconds = seconds
+
+
 class TruncatedFileError(RuntimeError):
     """The file ended before the planned bytes: abort the connection, never send short."""
+
+    def __init__(self, offset: int, missing: int) -> None:
+        super().__init__(f"file ended at byte {offset}, {missing} short")
+        self.offset = offset
+        self.missing = missing
 
 
 def status_line(status: int) -> str:

@@ -1,8 +1,7 @@
-"""Liveness: ``GET /healthz`` answers 200 while the worker can serve from the data root."""
+"""Liveness: ``GET /healthz`` answers 200 while the worker can make progress on its data
+root, else 503 with the reason (:class:`service.storage.RootProbe` has the rule)."""
 
 from __future__ import annotations
-
-import os
 
 from flask import Blueprint, Response, current_app
 
@@ -13,10 +12,7 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    try:
-        os.stat(current_app.extensions["catalog"].root)
-    except OSError:
-        return text_response(503, "data root unavailable")
-    response = text_response(200, "ok")
+    problem = current_app.extensions["root_probe"].problem()
+    response = text_response(503, problem) if problem else text_response(200, "ok")
     response.headers["Cache-Control"] = "no-store"
     return response

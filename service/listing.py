@@ -3,6 +3,8 @@
 With signed links on, each entry URL carries its own signature (``sign``), so a signed
 listing leads to links that open. A file's ``etag`` is the one its download carries, and
 its ``sha256`` (hex) is listed when already known: listing a folder never queues hashing.
+An entry the storage would not describe (its ``stat`` failed) is still listed, with
+``type`` ``unknown`` and the ``error`` (an errno name).
 """
 
 from __future__ import annotations
@@ -45,13 +47,16 @@ def _entry(
     known_digest: KnownDigest | None,
     digest_etag: bool,
 ) -> dict[str, Any]:
-    mtime = datetime.fromtimestamp(entry.mtime_ns // 1_000_000_000, UTC)
     relative = entry.name + ("/" if entry.is_folder else "")
     url = url_prefix + quote(relative)
+    url = url if sign is None else f"{url}?{sign(relative)}"
+    if entry.error is not None:  # its stat failed: what it is stays unknown
+        return {"name": entry.name, "type": "unknown", "url": url, "error": entry.error}
+    mtime = datetime.fromtimestamp(entry.mtime_ns // 1_000_000_000, UTC)
     item: dict[str, Any] = {
         "name": entry.name,
         "type": "folder" if entry.is_folder else "file",
-        "url": url if sign is None else f"{url}?{sign(relative)}",
+        "url": url,
         "mtime": mtime.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if not entry.is_folder:

@@ -70,11 +70,13 @@ class Metrics:
         allow: tuple[Network, ...],
         folder: str | None,
         digest_queue_length: Callable[[], int] | None = None,
+        io_busy: Callable[[], int] | None = None,
     ) -> None:
         if folder and not getattr(values.ValueClass, "_multiprocess", False):
             raise RuntimeError(f"{ENV} was set after prometheus_client had been imported")
         self.allow = allow
         self.digest_queue_length = digest_queue_length
+        self.io_busy = io_busy
         own = CollectorRegistry()
         self.requests = Counter(
             "download_requests", "Requests answered, by status code and kind of answer",
@@ -104,14 +106,25 @@ class Metrics:
             "download_digest_queue_length", "Files waiting for their digest, all workers",
             registry=own, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.storage_errors = Counter(
+            "download_storage_errors", "Requests cut or refused by a storage error, by errno",
+            ["errno"], registry=own,
+        )  # fmt: skip
+        self.io_threads_busy = Gauge(
+            "download_io_threads_busy", "I/O threads running a storage call, all workers",
+            registry=own, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.exposed = own
         if folder:  # every process's values, read from the folder at each scrape
             self.exposed = CollectorRegistry()
             MultiProcessCollector(self.exposed, folder)  # type: ignore[no-untyped-call]
 
-    def refresh_digest_queue(self) -> None:
+    def refresh_gauges(self) -> None:
+        """This worker's share of the gauges it reports itself (queue, busy threads)."""
         if self.digest_queue_length is not None:
             self.digest_queue.set(self.digest_queue_length())
+        if self.io_busy is not None:
+            self.io_threads_busy.set(self.io_busy())
 
     def allows(self, peer: str | None) -> bool:
         """Whether ``peer`` (REMOTE_ADDR) may scrape; a unix-socket peer counts as local."""
@@ -155,7 +168,9 @@ class Recorder:
             self._sent[kind].inc(transfer.bytes)
         if _is_transfer(transfer):
             self._transfer_ended(transfer, kind)
-        self.metrics.refresh_digest_queue()
+        if transfer.storage_errno is not None:
+            self.metrics.storage_errors.labels(transfer.storage_errno).inc()
+        self.metrics.refresh_gauges()
 
     def _delivered_by_nginx(self, report: DeliveryReport) -> None:
         self._sent[report.kind].inc(report.bytes)
@@ -188,38 +203,41 @@ def scrape() -> Response:
     metrics: Metrics = current_app.extensions["metrics"]
     if not metrics.allows(request.remote_addr):
         return text_response(403, "Forbidden")
-    metrics.refresh_digest_queue()
+    metrics.refresh_gauges()
     response = Response(generate_latest(metrics.exposed), content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-#: Seconds between refreshes of the digest queue gauge from a greenlet.
-DIGEST_QUEUE_REFRESH = 1.0
+#: Seconds between refreshes of the worker's own gauges from a greenlet.
+GAUGE_REFRESH = 1.0
 
 
-def _refresh_digest_queue_forever(metrics: Metrics) -> None:
-    """Under gevent (a gunicorn worker), refresh the gauge once a second meanwhile."""
+def _refresh_gauges_forever(metrics: Metrics) -> None:
+    """Under gevent (a gunicorn worker), refresh the gauges once a second meanwhile."""
     from gevent import monkey
 
-    if metrics.digest_queue_length is None or not monkey.is_module_patched("socket"):
+    if not monkey.is_module_patched("socket"):
         return
     import gevent
 
     def refresh() -> None:
         while True:
-            metrics.refresh_digest_queue()
-            gevent.sleep(DIGEST_QUEUE_REFRESH)
+            metrics.refresh_gauges()
+            gevent.sleep(GAUGE_REFRESH)
 
     gevent.spawn(refresh)
 
 
 def install(
-    app: Flask, settings: Settings, digest_queue_length: Callable[[], int] | None = None
+    app: Flask,
+    settings: Settings,
+    digest_queue_length: Callable[[], int] | None = None,
+    io_busy: Callable[[], int] | None = None,
 ) -> Recorder:
     """Serve ``/metrics`` on ``app``; returns the observer to hand to the access log."""
-    metrics = Metrics(settings.metrics_allow, os.environ.get(ENV), digest_queue_length)
+    metrics = Metrics(settings.metrics_allow, os.environ.get(ENV), digest_queue_length, io_busy)
     app.extensions["metrics"] = metrics
     app.register_blueprint(bp)
-    _refresh_digest_queue_forever(metrics)
+    _refresh_gauges_forever(metrics)
     return Recorder(metrics)

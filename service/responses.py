@@ -7,23 +7,23 @@ through the server or straight to its socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+import socket
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from flask import Response, stream_with_context
+from flask import Response, current_app, stream_with_context
 from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
 from service import admission, offload
 from service.accesslog import KIND_KEY, TRANSFER_KEY
 from service.catalog import OpenFile
-from service.errors import status_line, text_response
+from service.diskio import DiskIO
+from service.errors import RETRY_AFTER, status_line, text_response
+from service.faults import TransferFaults
 from service.sansio import Plan
 from service.sansio.pacing import RateLimit
-from service.streaming import iter_body, limit_send_time, zero_copy_socket
-
-#: Seconds a refused client is asked to wait; a download slot frees when one ends.
-RETRY_AFTER = 5
+from service.streaming import iter_body, limit_send_time, prime, uses_sendfile, zero_copy_socket
 
 
 def file_response(
@@ -49,15 +49,31 @@ def file_response(
             opened.close()
             return accel
         plan = offload.streamed(plan)
+    disk: DiskIO = current_app.extensions["disk"]
+    sock = zero_copy_socket(environ, settings.sendfile)
+    zero_copy = uses_sendfile(opened, plan.body, sock, disk)
+    try:
+        limit = _rate_limit(settings)
+        primed = prime(opened, plan.body, settings.chunk_size, disk, zero_copy, limit)
+    except BaseException:
+        ticket.release()
+        opened.close()
+        raise
     restore_timeout = limit_send_time(environ, settings.send_timeout)
+    transfer = environ.get(TRANSFER_KEY)
+    catalog = current_app.extensions["catalog"]
+    path = catalog.relative_path(opened.path) or opened.representation.name
     chunks = iter_body(
         opened,
         plan.body,
         settings.chunk_size,
         settings.yield_interval,
-        zero_copy_socket(environ, settings.sendfile),
+        sock if zero_copy else None,
         _rate_limit(settings),
-        environ.get(TRANSFER_KEY),
+        TransferFaults(transfer, path, opened.representation.size),
+        disk=disk,
+        primed=primed,
+        abort=_connection_closer(environ),
     )
     # If the server closes the body before the generator ever starts, the generator's own
     # cleanup never runs: close the file and free the slot then too (all idempotent).
@@ -67,6 +83,24 @@ def file_response(
         stream_with_context(chunks), [opened.close, ticket.release, restore_timeout]
     )
     return Response(body_iter, status_line(plan.status), plan.headers, direct_passthrough=True)
+
+
+def _connection_closer(environ: Mapping[str, Any]) -> Callable[[], bool]:
+    """Ends the client connection under gunicorn (True), so that a body cut short by its
+    storage never leaves a keep-alive connection expecting more; the server then reads
+    EOF and closes. False elsewhere: the body's error then goes to the server."""
+    sock = environ.get("gunicorn.socket")
+
+    def close() -> bool:
+        if not isinstance(sock, socket.socket):
+            return False
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        return True
+
+    return close
 
 
 def _admit(settings: Settings, environ: Mapping[str, Any]) -> admission.Ticket | None:

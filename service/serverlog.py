@@ -1,4 +1,5 @@
-"""gunicorn's own error log, told which client behaviour is expected.
+"""gunicorn's own error log, told which client behaviour is expected, and the service's
+log lines written through it.
 
 gunicorn logs every socket error but EPIPE, ECONNRESET and ENOTCONN at ERROR with a
 traceback. One more is expected here: a client that accepts no bytes for
@@ -30,6 +31,12 @@ class ClientTimeouts(logging.Filter):
 
 
 def install(error_log: logging.Logger) -> None:
-    """Add the filter to gunicorn's error logger (``worker.log.error_log``), once."""
+    """Add the filter to gunicorn's error logger (``worker.log.error_log``), once, and
+    send the service's own lines (storage faults, digests) through its handlers, so they
+    carry its time, pid and level. The access log keeps its own handler."""
     if not any(isinstance(existing, ClientTimeouts) for existing in error_log.filters):
         error_log.addFilter(ClientTimeouts())
+    service_log = logging.getLogger("service")
+    service_log.handlers = list(error_log.handlers)
+    service_log.setLevel(min(error_log.getEffectiveLevel(), logging.INFO))
+    service_log.propagate = False

@@ -1,23 +1,24 @@
 """Streaming: executes a plan's body layout over an open file. I/O only, no HTTP logic.
 
-Two ways to move the bytes, chosen in one place (:func:`zero_copy_socket`, and
-:func:`iter_body` sends small bodies by copy):
+Two ways to move the bytes, chosen in one place (:func:`uses_sendfile`):
 
 - *copy*: ``os.pread`` in ``chunk_size`` pieces yielded to the WSGI server; works
-  under any server.
-- *zero-copy*: under gunicorn on a plain-HTTP/1.x socket, the generator yields a small
-  first piece (so the server sends the header section with it), then writes the rest
-  itself with ``os.sendfile`` on the non-blocking client socket, waiting cooperatively
-  on ``EAGAIN``. gevent's own ``socket.sendfile`` is a read-and-send loop, so gunicorn's
-  ``wsgi.file_wrapper`` path never reaches the kernel's sendfile.
+  under any server, and is the path for small bodies and for files on file systems
+  whose page cache the kernel cannot vouch for (NFS, FUSE, ...: every read in a thread).
+- *zero-copy*: under gunicorn on a plain-HTTP/1.x socket (:func:`zero_copy_socket`),
+  the generator yields a small first piece (so the server sends the header section
+  with it), then writes the rest itself with ``os.sendfile`` on the non-blocking client
+  socket, waiting cooperatively on ``EAGAIN``. gevent's own ``socket.sendfile`` is a
+  read-and-send loop, so gunicorn's ``wsgi.file_wrapper`` path never reaches the
+  kernel's sendfile.
 
 Both never read past the planned spans (a growing file is sent exactly as planned), both
 yield to the event loop every ``yield_interval`` bytes (a fast client must not starve
-the worker), and a file that comes up short raises :class:`TruncatedFileError` so the
-server aborts the connection instead of leaving a short body on a keep-alive connection.
-The descriptor is closed when the body ends, fails, or the client goes away. Pages
-not yet in the page cache are read in a thread (:mod:`service.diskio`), so a cold file
-never freezes the event loop.
+the worker). The first file bytes are read before the response starts (:func:`prime`),
+so a storage error there is a clean 503. A storage error or a file that comes up short
+later is reported to the sink and ends the connection, never leaving a short body on a
+keep-alive connection. The descriptor is closed when the body ends, fails, or the client
+goes away. Reads that could wait for storage run in a thread (:mod:`service.diskio`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from service import diskio
 from service.catalog import OpenFile
-from service.errors import TruncatedFileError
+from service.diskio import DiskIO
+from service.errors import StorageError, TruncatedFileError
+from service.iopool import IOPool
+from service.mounts import Mounts
 from service.sansio import Span
 from service.sansio.multipart import Segment
 from service.sansio.pacing import RateLimit
@@ -89,14 +93,6 @@ def limit_send_time(environ: Mapping[str, Any], seconds: int) -> Callable[[], No
             pass
 
     return restore
-
-
-class Sink(Protocol):
-    """Who hears about bytes written past the server (the access log's record)."""
-
-    def sent_directly(self, count: int) -> None: ...
-
-    def client_left(self) -> None: ...
 
 
 class Throttle:
@@ -157,6 +153,59 @@ def _pause(seconds: float) -> None:
         hub.wait(timer)
 
 
+class Sink(Protocol):
+    """Who hears about bytes written past the server, a departed client, and a transfer
+    cut by its storage (the access log's record, through :mod:`service.faults`)."""
+
+    def sent_directly(self, count: int) -> None: ...
+
+    def client_left(self) -> None: ...
+
+    def failed(self, error: StorageError | TruncatedFileError, headers_sent: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Primed:
+    """The body's first file bytes, read before the response started (:func:`prime`), so
+    that a storage error there is still a clean 503. ``data`` is None when only the
+    pages were warmed for ``sendfile``."""
+
+    offset: int
+    data: bytes | None
+
+
+def uses_sendfile(
+    file: OpenFile, body: Sequence[Segment], sock: socket.socket | None, disk: DiskIO
+) -> bool:
+    """The delivery path: ``sendfile`` onto ``sock`` for bodies past :data:`SMALL_BODY`
+    from files whose pages the kernel can vouch for; else the copy path."""
+    return sock is not None and _file_bytes(body) > SMALL_BODY and disk.sendfile_safe(file)
+
+
+def prime(
+    file: OpenFile,
+    body: Sequence[Segment],
+    chunk_size: int,
+    disk: DiskIO,
+    zero_copy: bool,
+    rate_limit: RateLimit | None = None,
+) -> Primed | None:
+    """Read (or, for ``sendfile``, warm) the start of the first span now; raises
+    StorageError. The stream then begins with exactly these bytes."""
+    first = next((segment for segment in body if isinstance(segment, Span)), None)
+    if first is None:
+        return None
+    if zero_copy:
+        head = PRIMER if first is body[0] else 0  # what _zero_copy copies before sendfile
+        disk.ensure_cached(file, first.start + head, min(SENDFILE_STEP, first.length - head))
+        data = disk.read(file, head, first.start) if head else None
+        return Primed(first.start, data)
+    wanted = min(chunk_size, first.length)
+    if rate_limit is not None:
+        wanted = min(wanted, rate_limit.step(0))
+    return Primed(first.start, disk.read(file, wanted, first.start))
+
+
 def iter_body(
     file: OpenFile,
     body: Sequence[Segment],
@@ -165,54 +214,96 @@ def iter_body(
     sock: socket.socket | None = None,
     rate_limit: RateLimit | None = None,
     sink: Sink | None = None,
+    *,
+    disk: DiskIO | None = None,
+    primed: Primed | None = None,
+    abort: Callable[[], bool] | None = None,
 ) -> Iterator[bytes]:
     """Yield (or, given ``sock``, send) the body's bytes; closes ``file`` in every case.
 
-    ``sink`` hears of the bytes sent past the server, and of a client that left there.
+    ``sink`` hears of the bytes sent past the server, of a client that left there, and
+    of a storage error or truncation, after which ``abort`` ends the connection (the
+    generator then just stops); without ``abort``, or where it cannot, the error is
+    raised to the server, which must not leave a short body on the connection either.
     """
+    disk = disk if disk is not None else DiskIO(IOPool(1, 1, 60.0), Mounts())
+    yielded = False
     try:
         throttle = Throttle(yield_interval, rate_limit)
-        if sock is None or _file_bytes(body) <= SMALL_BODY:
-            for segment in body:
-                yield from _copy(file, segment, chunk_size, throttle)
+        if uses_sendfile(file, body, sock, disk):
+            chunks = _zero_copy(disk, file, body, sock, throttle, sink, primed)  # type: ignore[arg-type]
         else:
-            yield from _zero_copy(file, body, sock, throttle, sink)
+            chunks = _copy_all(disk, file, body, chunk_size, throttle, primed)
+        for chunk in chunks:
+            yielded = True
+            yield chunk
+    except (StorageError, TruncatedFileError) as error:
+        if sink is not None:
+            sink.failed(error, yielded)
+        if abort is None or not abort():
+            raise
     finally:
         file.close()
 
 
-def _copy(file: OpenFile, segment: Segment, chunk_size: int, throttle: Throttle) -> Iterator[bytes]:
+def _copy_all(
+    disk: DiskIO,
+    file: OpenFile,
+    body: Sequence[Segment],
+    chunk_size: int,
+    throttle: Throttle,
+    primed: Primed | None,
+) -> Iterator[bytes]:
+    for segment in body:
+        yield from _copy(disk, file, segment, chunk_size, throttle, primed)
+        primed = None  # only ever the first span's
+
+
+def _copy(
+    disk: DiskIO,
+    file: OpenFile,
+    segment: Segment,
+    chunk_size: int,
+    throttle: Throttle,
+    primed: Primed | None = None,
+) -> Iterator[bytes]:
     if not isinstance(segment, Span):
         yield segment
         throttle.account(len(segment))
         return
-    reader = diskio.SequentialReader(_fd(file), segment.stop)
+    reader = disk.sequential(file, segment.stop)
     offset = segment.start
+    if primed is not None and primed.data and primed.offset == offset:
+        offset += len(primed.data)
+        yield primed.data
+        throttle.account(len(primed.data))
     while offset < segment.stop:
         wanted = throttle.allowance(min(chunk_size, segment.stop - offset))
         data = reader.read(wanted, offset)
         if not data:
-            raise TruncatedFileError(f"file ended at byte {offset}, {segment.stop - offset} short")
+            raise TruncatedFileError(offset, segment.stop - offset)
         offset += len(data)
         yield data
         throttle.account(len(data))
 
 
 def _zero_copy(
+    disk: DiskIO,
     file: OpenFile,
     body: Sequence[Segment],
     sock: socket.socket,
     throttle: Throttle,
     sink: Sink | None,
+    primed: Primed | None,
 ) -> Iterator[bytes]:
     first, rest = _split_primer(body)
-    yield from _copy(file, first, PRIMER, throttle)
+    yield from _copy(disk, file, first, PRIMER, throttle, primed)
     # The header section and the primer are on the wire: the rest bypasses the server.
     direct = throttle.sent
     try:
         for segment in rest:
             if isinstance(segment, Span):
-                _sendfile(sock, _fd(file), segment, throttle)
+                _sendfile(disk, sock, file, segment, throttle)
             else:
                 sock.sendall(segment)
                 throttle.account(len(segment))
@@ -239,21 +330,28 @@ def _split_primer(body: Sequence[Segment]) -> tuple[Segment, list[Segment]]:
     return first, rest
 
 
-def _sendfile(sock: socket.socket, fd: int, span: Span, throttle: Throttle) -> None:
+def _sendfile(
+    disk: DiskIO, sock: socket.socket, file: OpenFile, span: Span, throttle: Throttle
+) -> None:
     out = sock.fileno()
+    fd = _fd(file)
     offset = cached_until = span.start
     while offset < span.stop:
         if offset >= cached_until:  # a slow client takes many calls per step: probe once
             cached_until = min(span.stop, offset + SENDFILE_STEP)
-            diskio.ensure_cached(fd, offset, cached_until - offset)
+            disk.ensure_cached(file, offset, cached_until - offset)
         step = throttle.allowance(cached_until - offset)
         try:
             sent = os.sendfile(out, fd, offset, step)
         except BlockingIOError:
             _wait_writable(out, sock.gettimeout())
             continue
+        except (ConnectionError, TimeoutError):
+            raise
+        except OSError as error:  # the socket's errors are above: this is the file's
+            raise StorageError.from_os_error(error, offset) from error
         if sent == 0:
-            raise TruncatedFileError(f"file ended at byte {offset}, {span.stop - offset} short")
+            raise TruncatedFileError(offset, span.stop - offset)
         offset += sent
         throttle.account(sent)
 

@@ -11,9 +11,8 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from config import Settings
-from service import browse
-from service.accesslog import KIND_KEY
-from service.catalog import Catalog
+from service import browse, faults
+from service.accesslog import KIND_KEY, TRANSFER_KEY
 from service.checksums import checksum_listing
 from service.digests import entry_path, with_digest
 from service.errors import IsFolderError
@@ -21,6 +20,7 @@ from service.links import entry_signer, require_signature
 from service.listing import KnownDigest, folder_document
 from service.responses import file_response
 from service.sansio import Conditions, Policy, plan_response
+from service.storage import Storage
 
 bp = Blueprint("files", __name__)
 bp.before_request(require_signature)  # signed links: checked before the catalog is asked
@@ -37,10 +37,10 @@ def files_root() -> Response:
 @bp.route("/files/", defaults={"name": ""}, **_METHODS)
 @bp.route("/files/<path:name>", **_METHODS)
 def files(name: str) -> Response:
-    catalog: Catalog = current_app.extensions["catalog"]
+    storage: Storage = current_app.extensions["storage"]
     if name == "" or request.path.endswith("/"):
-        return _listing(catalog, name)
-    opened = catalog.open_file(name)
+        return _listing(storage, name)
+    opened = storage.open_file(name)
     try:
         now = int(time.time())
         rep = with_digest(current_app.extensions["digests"], opened.representation, name)
@@ -51,16 +51,18 @@ def files(name: str) -> Response:
         raise
 
 
-def _listing(catalog: Catalog, name: str) -> Response:
+def _listing(storage: Storage, name: str) -> Response:
     request.environ[KIND_KEY] = "listing"
+    entries = storage.list_folder(name)
+    faults.entry_errors(name, entries, request.environ.get(TRANSFER_KEY))
     if request.args.get("format") == "sha256":
-        return checksum_listing(current_app.extensions["digests"], name, catalog.list_folder(name))
+        return checksum_listing(current_app.extensions["digests"], name, entries)
     url_prefix = url_for("files.files", name=name)  # also for "/": entries are below /files/
     sign = entry_signer(name)
     settings: Settings = current_app.extensions["settings"]
     document = folder_document(
         url_prefix,
-        catalog.list_folder(name),
+        entries,
         sign,
         _known_digests(name),
         settings.etag == "digest",

@@ -200,9 +200,17 @@ def test_bad_paths_are_a_short_400(client: FlaskClient, path: str) -> None:
 # --- 403 ---------------------------------------------------------------------------------
 
 
+def slow_path_opens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every open takes the catalog's full path, as for a name not in the kernel's
+    dentry cache (the on-loop ``openat2`` path does not go through ``os.open``)."""
+    monkeypatch.setattr(Catalog, "open_cached", lambda self, url_path: None)
+
+
 def test_a_file_the_service_may_not_open_is_403(
     root: Path, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    slow_path_opens(monkeypatch)
+    fetch(client, "/files/a.txt")  # the root descriptor is opened once, before the refusals
     real_open = os.open
 
     def refuse(path: object, *args: object, **kwargs: object) -> int:
@@ -219,6 +227,7 @@ def test_a_file_the_service_may_not_open_is_403(
 def test_eacces_from_stat_is_403(
     root: Path, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    slow_path_opens(monkeypatch)
     real_stat = os.stat
 
     def refuse(path: object, *args: object, **kwargs: object) -> os.stat_result:
@@ -291,6 +300,7 @@ def test_an_unexpected_error_is_a_short_500_without_details(
         raise RuntimeError("boom at /very/secret/path")
 
     monkeypatch.setattr(Catalog, "open_file", explode)
+    slow_path_opens(monkeypatch)
     response = fetch(client, "/files/a.txt")
     assert_short_text(response, 500, b"Internal Server Error\n")
     assert b"secret" not in response.data

@@ -53,7 +53,7 @@ def test_a_data_root_removed_after_start_is_503(app: Flask, root: Path) -> None:
     root.rmdir()
     response = probe(app)
     assert response.status_code == 503
-    assert response.data == b"data root unavailable\n"
+    assert response.data == b"data root unavailable: No such file or directory\n"
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
 
 

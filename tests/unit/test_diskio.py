@@ -1,96 +1,130 @@
-"""service.diskio: cold pages are read off the event loop, cached ones directly."""
+"""service.diskio: reads the kernel vouches for run on the loop, all others in threads."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from service import diskio
+from service.catalog import Catalog, OpenFile
+from service.diskio import DiskIO
+from service.errors import StorageError
+from service.iopool import IOPool
+from service.mounts import Mounts
 
 SIZE = 8 * 1024 * 1024
 CONTENT = os.urandom(SIZE)
 
 
+class RecordingPool(IOPool):
+    """Runs calls inline (no gevent here) and records which went to a thread."""
+
+    def __init__(self) -> None:
+        super().__init__(4, 2, 60.0)
+        self.calls: list[str] = []
+
+    def call(self, key: Any, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(args[1].__name__)  # DiskIO passes (offset, function, args)
+        return super().call(key, function, *args, **kwargs)
+
+
+class LoopOnly(IOPool):
+    def __init__(self) -> None:
+        super().__init__(4, 2, 60.0)
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        pytest.fail("went off the loop")
+
+
 @pytest.fixture
-def fd(tmp_path: Path) -> Iterator[int]:
-    path = tmp_path / "data.bin"
-    path.write_bytes(CONTENT)
-    descriptor = os.open(path, os.O_RDONLY)
-    yield descriptor
-    os.close(descriptor)
+def opened(tmp_path: Path) -> Iterator[OpenFile]:
+    (tmp_path / "data.bin").write_bytes(CONTENT)
+    file = Catalog(tmp_path).open_file("data.bin")
+    yield file
+    file.close()
 
 
-def evict(fd: int) -> None:
+@pytest.fixture
+def pool() -> RecordingPool:
+    return RecordingPool()
+
+
+@pytest.fixture
+def disk(pool: RecordingPool) -> DiskIO:
+    return DiskIO(pool, Mounts())
+
+
+def evict(disk: DiskIO, file: OpenFile) -> None:
     """Drop the file's pages, and stop the kernel reading ahead on this descriptor: with
     read_ahead_kb up to 8 MiB, one probe or read would otherwise refill the whole file
     asynchronously, after the test looked."""
-    os.fsync(fd)  # dirty pages cannot be dropped
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    if diskio.is_cached(fd, SIZE // 2, 4096):
+    assert file.fd is not None
+    os.fsync(file.fd)  # dirty pages cannot be dropped
+    os.posix_fadvise(file.fd, 0, 0, os.POSIX_FADV_RANDOM)
+    os.posix_fadvise(file.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    if disk.is_cached(file, SIZE // 2, 4096):
         pytest.skip("this filesystem keeps every page in memory (tmpfs)")
 
 
-def test_a_fresh_file_is_cached_and_read_directly(fd: int, monkeypatch) -> None:
-    monkeypatch.setattr(diskio, "_off_loop", lambda *args: pytest.fail("went off the loop"))
-    assert diskio.is_cached(fd, 0, SIZE)
-    assert diskio.read(fd, 1000, 12345) == CONTENT[12345:13345]
+def require_probeable(disk: DiskIO, file: OpenFile) -> None:
+    if not disk.mounts.probeable(file.dev):
+        pytest.skip(f"the test folder is on {disk.mounts.fs_type(file.dev)}, not a local disk")
 
 
-def test_evicted_pages_are_reported_and_read_off_the_loop(fd: int, monkeypatch) -> None:
-    evict(fd)
-    assert not diskio.is_cached(fd, 0, SIZE)
-    calls: list[str] = []
-
-    def off_loop(function, *args):  # type: ignore[no-untyped-def]
-        calls.append(function.__name__)
-        return function(*args)
-
-    monkeypatch.setattr(diskio, "_off_loop", off_loop)
-    assert diskio.read(fd, 70_000, 3_000_000) == CONTENT[3_000_000:3_070_000]
-    diskio.ensure_cached(fd, 5_000_000, 1_000_000)
-    assert calls == ["pread", "_warm"]
-    assert diskio.is_cached(fd, 5_000_000, 1_000_000)  # warmed for sendfile
+def test_a_fresh_file_is_cached_and_read_directly(opened: OpenFile) -> None:
+    disk = DiskIO(LoopOnly(), Mounts())
+    require_probeable(disk, opened)
+    assert disk.is_cached(opened, 0, SIZE)
+    assert disk.read(opened, 1000, 12345) == CONTENT[12345:13345]
+    assert disk.sendfile_safe(opened)
 
 
-def test_a_sequential_reader_of_a_hot_file_stays_on_the_loop(fd: int, monkeypatch) -> None:
-    monkeypatch.setattr(diskio, "_off_loop", lambda *args: pytest.fail("went off the loop"))
-    reader = diskio.SequentialReader(fd, SIZE)
+def test_evicted_pages_are_reported_and_read_off_the_loop(
+    disk: DiskIO, pool: RecordingPool, opened: OpenFile
+) -> None:
+    require_probeable(disk, opened)
+    evict(disk, opened)
+    assert not disk.is_cached(opened, 0, SIZE)
+    assert disk.read(opened, 70_000, 3_000_000) == CONTENT[3_000_000:3_070_000]
+    disk.ensure_cached(opened, 5_000_000, 1_000_000)
+    assert pool.calls == ["_pread", "_warm"]
+    assert disk.is_cached(opened, 5_000_000, 1_000_000)  # warmed for sendfile
+
+
+def test_a_sequential_reader_of_a_hot_file_stays_on_the_loop(opened: OpenFile) -> None:
+    disk = DiskIO(LoopOnly(), Mounts())
+    require_probeable(disk, opened)
+    reader = disk.sequential(opened, SIZE)
     chunk = 256 * 1024
     assert b"".join(reader.read(chunk, offset) for offset in range(0, SIZE, chunk)) == CONTENT
 
 
 def test_a_sequential_reader_of_a_cold_file_keeps_the_kernel_reading_ahead(
-    fd: int, monkeypatch
+    disk: DiskIO, pool: RecordingPool, opened: OpenFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After the first miss, every read-ahead request runs in the pool, stays within
     READ_AHEAD of the reader, never passes the span's end, and the bytes are exact."""
-    evict(fd)
+    require_probeable(disk, opened)
+    evict(disk, opened)
     monkeypatch.setattr(diskio, "READ_AHEAD", 1024 * 1024)
     stop = SIZE - 100_000
-    off_loop: list[str] = []
     advice: list[tuple[int, int]] = []
     real_fadvise = os.posix_fadvise
 
-    def in_pool(function, *args):  # type: ignore[no-untyped-def]
-        off_loop.append(function.__name__)
-        return function(*args)
-
     def fadvise(descriptor: int, offset: int, length: int, what: int) -> None:
-        assert off_loop, "advice given on the loop"
+        assert pool.calls, "advice given on the loop"
         if what == os.POSIX_FADV_WILLNEED:
             advice.append((offset, offset + length))
         real_fadvise(descriptor, offset, length, what)
 
-    monkeypatch.setattr(diskio, "_off_loop", in_pool)
     monkeypatch.setattr(os, "posix_fadvise", fadvise)
-    reader = diskio.SequentialReader(fd, stop)
+    reader = disk.sequential(opened, stop)
     chunk, data, start = 64 * 1024, [], 4096
     for offset in range(start, stop, chunk):
         data.append(reader.read(min(chunk, stop - offset), offset))
@@ -101,58 +135,76 @@ def test_a_sequential_reader_of_a_cold_file_keeps_the_kernel_reading_ahead(
     assert len(advice) >= (stop - start) // (1024 * 1024)  # renewed, not asked once
 
 
-def test_a_range_cached_only_at_its_start_counts_as_cold(fd: int) -> None:
-    evict(fd)
-    os.pread(fd, 4096, 0)
-    assert diskio.is_cached(fd, 0, 4096)
-    assert not diskio.is_cached(fd, 0, SIZE)
+def test_a_range_cached_only_at_its_start_counts_as_cold(disk: DiskIO, opened: OpenFile) -> None:
+    require_probeable(disk, opened)
+    evict(disk, opened)
+    assert opened.fd is not None
+    os.pread(opened.fd, 4096, 0)
+    assert disk.is_cached(opened, 0, 4096)
+    assert not disk.is_cached(opened, 0, SIZE)
 
 
-def test_without_gevent_the_work_runs_inline(fd: int) -> None:
-    assert diskio._off_loop(os.pread, fd, 10, 0) == CONTENT[:10]
+def test_warming_past_the_end_stops_quietly(disk: DiskIO, opened: OpenFile) -> None:
+    diskio._warm(opened, SIZE - 10, 1000)
 
 
-def test_warming_past_the_end_stops_quietly(fd: int) -> None:
-    diskio._warm(fd, SIZE - 10, 1000)
+def test_a_device_without_nowait_is_marked_alone_and_read_in_threads(
+    disk: DiskIO, pool: RecordingPool, opened: OpenFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EOPNOTSUPP from the probe marks that device only: no process-wide flag that
+    would then trust every page of every other file system (or of this one) as cached."""
+    require_probeable(disk, opened)
+    real_preadv = os.preadv
 
-
-def test_a_filesystem_without_nowait_reads_plainly(fd: int, monkeypatch) -> None:
-    def unsupported(*args: object) -> int:
-        raise OSError(95, "Operation not supported")
+    def unsupported(*args: Any) -> int:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
     monkeypatch.setattr(os, "preadv", unsupported)
-    monkeypatch.setattr(diskio, "_nowait_supported", True)
-    assert diskio.is_cached(fd, 0, SIZE)
-    assert diskio._nowait_supported is False
-    assert diskio.read(fd, 5, 0) == CONTENT[:5]
+    assert not disk.is_cached(opened, 0, SIZE)
+    monkeypatch.setattr(os, "preadv", real_preadv)
+    assert not disk.mounts.probeable(opened.dev)
+    assert disk.mounts.probeable(opened.dev + 1) == disk.mounts.is_local(opened.dev + 1)
+    assert disk.read(opened, 5, 0) == CONTENT[:5]
+    assert not disk.sendfile_safe(opened)
+    assert pool.calls == ["_pread"]
 
 
-def test_under_gevent_the_work_runs_in_the_thread_pool(tmp_path: Path) -> None:
-    """In a monkey-patched process (as a gevent worker is) the read runs in another
-    OS thread, and other greenlets keep running while it waits."""
-    script = tmp_path / "probe.py"
-    script.write_text(
-        "from gevent import monkey\n"
-        "monkey.patch_all()\n"
-        "import threading, gevent\n"
-        "from service import diskio\n"
-        "main = threading.get_native_id()\n"
-        "ticks = []\n"
-        "ticker = gevent.spawn(lambda: [ticks.append(1) or gevent.sleep(0.01) for _ in range(5)])\n"
-        "def slow():\n"
-        "    import time\n"
-        "    time.sleep(0.2)  # blocks this pool thread, as a disk wait would\n"
-        "    return threading.get_native_id()\n"
-        "worker = diskio._off_loop(slow)\n"
-        "print(worker != main, len(ticks))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "5"]
+def test_a_file_system_that_is_not_local_is_never_trusted_as_cached(
+    disk: DiskIO, pool: RecordingPool, opened: OpenFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(disk.mounts, "_types", {opened.dev: "nfs4"})
+    assert not disk.is_cached(opened, 0, 4096)
+    assert disk.read(opened, 4096, 0) == CONTENT[:4096]
+    assert disk.sequential(opened, SIZE).read(10, 100) == CONTENT[100:110]
+    assert pool.calls == ["_pread", "_pread"]  # no readahead advice: see SequentialReader
+    assert not disk.sendfile_safe(opened)
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.ESTALE, errno.EREMOTEIO])
+def test_a_failing_read_is_a_storage_error_at_its_offset(
+    disk: DiskIO, opened: OpenFile, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    def fail(*args: Any) -> bytes:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(disk.mounts, "_types", {opened.dev: "fuse"})
+    monkeypatch.setattr(os, "pread", fail)
+    with pytest.raises(StorageError) as raised:
+        disk.read(opened, 4096, 65536)
+    assert (raised.value.errno_name, raised.value.offset) == (errno.errorcode[code], 65536)
+    with pytest.raises(StorageError) as raised:
+        disk.sequential(opened, SIZE).read(10, 100)
+    assert raised.value.offset == 100
+
+
+def test_a_descriptor_in_use_by_a_thread_is_closed_when_the_thread_is_done(
+    opened: OpenFile,
+) -> None:
+    fd = opened.fd
+    opened.pin()
+    opened.close()
+    assert opened.fd == fd  # not yet: the number must not be reused under the thread
+    opened.unpin()
+    assert opened.fd is None
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)  # type: ignore[arg-type]

@@ -194,14 +194,14 @@ def test_the_digest_queue_gauge_follows_the_store_at_requests_and_scrapes() -> N
     serve(Recorder(m), record("full", 200, 10))
     assert value(m, "download_digest_queue_length") == 3
     queue.pop()
-    m.refresh_digest_queue()  # what a scrape does first
+    m.refresh_gauges()  # what a scrape does first
     assert value(m, "download_digest_queue_length") == 2
 
 
 def test_without_a_digest_store_the_gauge_stays_zero() -> None:
     m = Metrics(LOOPBACK, None)
     serve(Recorder(m), record("full", 200, 10))
-    m.refresh_digest_queue()
+    m.refresh_gauges()
     assert value(m, "download_digest_queue_length") == 0
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service import diskio
 from service.catalog import OpenFile
+from service.diskio import DiskIO
 from service.errors import TruncatedFileError
 from service.sansio import Span
 from service.sansio.multipart import layout
@@ -134,17 +134,17 @@ def test_a_slow_client_costs_one_cache_probe_per_step_not_per_call(
     near.settimeout(10)  # non-blocking inside, as under gevent: partial calls, EAGAIN
     probes: list[tuple[int, int]] = []
     calls: list[int] = []
-    real_probe, real_sendfile = diskio.ensure_cached, os.sendfile
+    real_probe, real_sendfile = DiskIO.ensure_cached, os.sendfile
 
-    def probe(fd: int, offset: int, length: int) -> None:
+    def probe(self: DiskIO, file: OpenFile, offset: int, length: int) -> None:
         probes.append((offset, length))
-        real_probe(fd, offset, length)
+        real_probe(self, file, offset, length)
 
     def sendfile(out: int, fd: int, offset: int, count: int) -> int:
         calls.append(count)
         return real_sendfile(out, fd, offset, count)
 
-    monkeypatch.setattr(diskio, "ensure_cached", probe)
+    monkeypatch.setattr(DiskIO, "ensure_cached", probe)
     monkeypatch.setattr(os, "sendfile", sendfile)
     assert deliver(open_file(big_file), [Span(0, SIZE)], near, far) == CONTENT
     starts = [offset for offset, _ in probes]
