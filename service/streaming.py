@@ -256,7 +256,8 @@ def _copy_all(
 ) -> Iterator[bytes]:
     for segment in body:
         yield from _copy(disk, file, segment, chunk_size, throttle, primed)
-        primed = None  # only ever the first span's
+        if isinstance(segment, Span):
+            primed = None  # only ever the first span's
 
 
 def _copy(

@@ -210,7 +210,6 @@ def test_a_file_the_service_may_not_open_is_403(
     root: Path, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slow_path_opens(monkeypatch)
-    fetch(client, "/files/a.txt")  # the root descriptor is opened once, before the refusals
     real_open = os.open
 
     def refuse(path: object, *args: object, **kwargs: object) -> int:

@@ -413,3 +413,20 @@ def test_a_stall_past_the_worker_timeout_kills_no_worker_and_disturbs_no_downloa
         assert "WORKER TIMEOUT" not in server.log()
     finally:
         server.stop()
+
+
+def test_a_file_that_fails_while_hashed_is_logged_once_and_not_read_again(
+    server: GunicornServer, mount: FaultMount, source: dict[str, bytes]
+) -> None:
+    mount.set({"path": "/dir/b.bin", "op": "read", "errno": "EIO", "offset": 65536})
+    line = "digest of 'dir/b.bin' not computed: storage error EIO at byte 65536"
+    deadline = time.monotonic() + 15
+    while line not in server.log() and time.monotonic() < deadline:
+        fetch(server, "/files/dir/b.bin")  # each request asks for the digest
+        time.sleep(0.5)
+    assert line in server.log()
+    for _ in range(5):
+        fetch(server, "/files/dir/b.bin")
+    time.sleep(1)  # what a re-read would take, had one been queued
+    assert server.log().count("digest of 'dir/b.bin'") == 1
+    assert "Traceback" not in server.log()

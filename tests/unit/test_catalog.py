@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from service import openat2
 from service.catalog import Catalog, FolderEntry, OpenFile
 from service.errors import (
     BadPathError,
+    CatalogError,
     ForbiddenError,
     IsFolderError,
     NotFoundError,
@@ -731,3 +733,128 @@ def test_a_data_root_of_slash_serves_and_lists_what_lies_below_it(
     assert "f.txt" in names(catalog.list_folder(folder))
     with pytest.raises(IsFolderError):
         catalog.open_file("")
+
+
+# --- open_cached: the open that never waits for storage -----------------------------
+
+
+def cached_open(catalog: Catalog, url_path: str) -> OpenFile | None:
+    """``open_cached`` once the names are in the dentry cache (a first full open puts
+    them there, as the first request for a file does)."""
+    try:
+        catalog.open_file(url_path).close()
+    except CatalogError:
+        pass
+    return catalog.open_cached(url_path)
+
+
+def test_a_cached_open_gives_the_same_file_and_facts_as_the_full_one(catalog: Catalog) -> None:
+    if not openat2.supported():
+        pytest.skip("this kernel has no openat2 with RESOLVE_CACHED")
+    opened = cached_open(catalog, "sub/deeper/c.txt")
+    assert opened is not None
+    full = catalog.open_file("sub/deeper/c.txt")
+    try:
+        assert read_all(opened) == b"see"
+        assert opened.representation == full.representation
+        assert (opened.dev, opened.ino, opened.path) == (full.dev, full.ino, full.path)
+    finally:
+        opened.close()
+        full.close()
+
+
+def test_a_cached_open_refuses_what_the_full_one_refuses(root: Path, catalog: Catalog) -> None:
+    if not openat2.supported():
+        pytest.skip("this kernel has no openat2 with RESOLVE_CACHED")
+    with pytest.raises(IsFolderError):
+        cached_open(catalog, "sub")
+    with pytest.raises(BadPathError):
+        catalog.open_cached("sub/../a.txt")
+    with pytest.raises(NotFoundError):
+        catalog.open_cached(".hidden")
+    os.mkfifo(root / "fifo")
+    with pytest.raises(NotFoundError):
+        cached_open(catalog, "fifo")
+
+
+def test_a_name_not_in_the_dentry_cache_or_behind_a_symlink_takes_the_full_path(
+    root: Path, catalog: Catalog, outside: Path
+) -> None:
+    """None: the caller then runs open_file in a thread, which applies the symlink rules."""
+    if not openat2.supported():
+        pytest.skip("this kernel has no openat2 with RESOLVE_CACHED")
+    (root / "link.txt").symlink_to(root / "a.txt")
+    (root / "escape.txt").symlink_to(outside)
+    assert cached_open(catalog, "link.txt") is None
+    assert cached_open(catalog, "escape.txt") is None
+    missing = catalog.open_cached("never-looked-up.txt")  # no dentry, not even negative
+    assert missing is None
+
+
+def test_open_cached_leaves_no_descriptor_behind(catalog: Catalog) -> None:
+    if not openat2.supported():
+        pytest.skip("this kernel has no openat2 with RESOLVE_CACHED")
+    before = open_fds()
+    for url_path in ("a.txt", "sub", "link-missing", "sub/b.bin"):
+        try:
+            opened = cached_open(catalog, url_path)
+        except CatalogError:
+            continue
+        if opened is not None:
+            opened.close()
+    assert open_fds() == before
+
+
+def test_a_listed_entry_whose_stat_fails_is_listed_with_its_error(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Failing:
+        """A DirEntry whose stat() fails as a broken network file system's would."""
+
+        def __init__(self, entry: os.DirEntry[str]) -> None:
+            self._entry = entry
+            self.name, self.path = entry.name, entry.path
+
+        def is_symlink(self) -> bool:
+            return False
+
+        def stat(self) -> os.stat_result:
+            if self.name == "a.txt":
+                raise OSError(errno.EIO, "Input/output error")
+            if self.name == "gone.txt":
+                raise FileNotFoundError(errno.ENOENT, "gone")
+            return self._entry.stat()
+
+    real_scandir = os.scandir
+
+    class Scan:
+        def __init__(self, path: str) -> None:
+            self._scan = real_scandir(path)
+
+        def __enter__(self) -> list[Failing]:
+            entries = [Failing(entry) for entry in self._scan]
+            entries.append(Failing(entries[0]._entry))
+            entries[-1].name = "gone.txt"
+            return entries
+
+        def __exit__(self, *args: object) -> None:
+            self._scan.close()
+
+    monkeypatch.setattr(os, "scandir", Scan)
+    entries = {entry.name: entry for entry in catalog.list_folder("")}
+    assert entries["a.txt"] == FolderEntry("a.txt", False, 0, 0, "EIO")
+    assert entries["sub"].is_folder
+    assert entries["sub"].error is None
+    assert "gone.txt" not in entries  # removed meanwhile: simply not there
+
+
+def test_a_folder_that_cannot_be_read_is_a_storage_error(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(path: str) -> object:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "scandir", fail)
+    with pytest.raises(StorageError) as raised:
+        catalog.list_folder("sub/")
+    assert raised.value.errno_name == "EIO"

@@ -359,3 +359,55 @@ def test_a_cache_that_cannot_be_read_is_reported_once_and_read_again_later(
     hidden.rename(cache_path.parent)
     store._refresh()
     assert store._refresh_failed is False
+
+
+def test_a_read_error_releases_the_claim_is_logged_once_and_is_not_retried(
+    root: Path,
+    new_store,
+    cache_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """EIO while hashing: no claim row is left (other workers may try), one ERROR line
+    without a traceback, and requests for that version do not make it read again."""
+    size, mtime = write(root / "bad.bin", os.urandom(300_000))
+    reads: list[int] = []
+    real_preadv = os.preadv
+
+    def failing(fd: int, buffers: list[bytearray], offset: int, *flags: int) -> int:
+        reads.append(offset)
+        if offset >= 65536:
+            raise OSError(5, "Input/output error")
+        return real_preadv(fd, buffers, offset, *flags)
+
+    monkeypatch.setattr(os, "preadv", failing)
+    store = new_store()
+    with caplog.at_level(logging.ERROR, logger="service.digests"):
+        for _ in range(3):
+            assert store.lookup("bad.bin", size, mtime) is None
+            assert store.wait_idle(10)
+    assert reads == [0, 65536]  # read once up to the error, never again
+    assert rows(cache_path) == []  # the claim was released
+    failures = [record for record in caplog.records if "bad.bin" in record.getMessage()]
+    assert len(failures) == 1
+    assert "storage error EIO at byte 65536" in failures[0].getMessage()
+    assert failures[0].exc_info is None
+    size2, mtime2 = write(root / "bad.bin", os.urandom(300_001))  # a new version
+    monkeypatch.setattr(os, "preadv", real_preadv)
+    store.lookup("bad.bin", size2, mtime2)
+    assert store.wait_idle(10)
+    assert store.peek("bad.bin", size2, mtime2) is not None
+
+
+def test_a_failed_version_is_tried_again_after_the_back_off(
+    root: Path, new_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size, mtime = write(root / "flaky.bin", b"x" * 1000)
+    store = new_store()
+    store._failed[("flaky.bin", size, mtime)] = time.monotonic()
+    store.lookup("flaky.bin", size, mtime)
+    assert store.queue_length() == 0  # not queued while the failure is recent
+    store._failed[("flaky.bin", size, mtime)] = time.monotonic() - digests.FAILED_RETRY_SECONDS - 1
+    store.lookup("flaky.bin", size, mtime)
+    assert store.wait_idle(10)
+    assert store.peek("flaky.bin", size, mtime) == hashlib.sha256(b"x" * 1000).digest()

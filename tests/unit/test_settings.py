@@ -91,6 +91,9 @@ def test_variables_outside_the_dl_prefix_and_unknown_dl_names_are_ignored(root: 
         ("DL_DIGESTS", "digests", "0", False),
         ("DL_DIGEST_CACHE", "digest_cache", "/var/cache/dl", Path("/var/cache/dl")),
         ("DL_ETAG", "etag", "Digest", "digest"),
+        ("DL_IO_THREADS", "io_threads", "32", 32),
+        ("DL_IO_THREADS_PER_FILE", "io_threads_per_file", "4", 4),
+        ("DL_READ_TIMEOUT", "read_timeout", "15", 15),
     ],
 )
 def test_each_variable_is_parsed_into_its_setting(
@@ -114,6 +117,9 @@ def test_surrounding_whitespace_is_stripped_before_parsing(root: Path) -> None:
         ("DL_KEEPALIVE", 1, 3600),
         ("DL_CHUNK_SIZE", 4096, 16 * 1024 * 1024),
         ("DL_MAX_RANGES", 1, 1000),
+        ("DL_IO_THREADS", 0, 1024),
+        ("DL_IO_THREADS_PER_FILE", 0, 1024),
+        ("DL_READ_TIMEOUT", 1, 86_400),
     ],
 )
 def test_integers_are_accepted_at_their_bounds_and_refused_just_outside(

@@ -15,10 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.catalog import Catalog, OpenFile
+from service.diskio import DiskIO
 from service.errors import StorageError, TruncatedFileError
+from service.iopool import IOPool
+from service.mounts import Mounts
 from service.sansio import Conditions, Policy, Span, plan_response
 from service.sansio.multipart import Segment, body_length, layout
-from service.streaming import iter_body
+from service.streaming import Primed, iter_body, prime
 
 SIZE = 10_000
 CONTENT = bytes((i * 7 + i // 251) % 256 for i in range(SIZE))
@@ -285,3 +288,61 @@ def test_nothing_is_read_before_the_first_chunk_is_asked_for(
     assert reads == []
     assert list(generator) == [CONTENT[10:18], CONTENT[18:26], CONTENT[26:30]]
     assert reads == [(8, 10), (8, 18), (4, 26)]
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_a_primed_body_starts_with_the_primed_bytes_and_never_reads_them_twice(
+    opened: OpenFile, monkeypatch: pytest.MonkeyPatch, multipart: bool
+) -> None:
+    """The first file bytes are read before the response starts (so a storage error
+    there is a clean 503); the stream then sends exactly them first, also after a
+    multipart part's header."""
+    spans = [Span(1000, 6000), Span(8000, 9000)]
+    body = layout("b0undary", "text/plain", spans, SIZE) if multipart else (spans[0],)
+    disk = DiskIO(IOPool(1, 1, 60.0), Mounts())
+    primed = prime(opened, body, 4096, disk, zero_copy=False)
+    assert primed == Primed(1000, CONTENT[1000:5096])
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def pread(fd: int, length: int, offset: int) -> bytes:
+        reads.append(offset)
+        return real_pread(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    produced = b"".join(iter_body(opened, body, 4096, disk=disk, primed=primed))
+    assert produced == expected_bytes(body, CONTENT)
+    assert 1000 not in reads
+    assert reads[0] == 5096
+
+
+def test_a_storage_error_mid_body_is_reported_and_the_connection_ended(
+    opened: OpenFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Sink:
+        def __init__(self) -> None:
+            self.failures: list[tuple[str, bool]] = []
+
+        def sent_directly(self, count: int) -> None: ...
+
+        def client_left(self) -> None: ...
+
+        def failed(self, error: Exception, headers_sent: bool) -> None:
+            self.failures.append((type(error).__name__, headers_sent))
+
+    real_pread = os.pread
+
+    def pread(fd: int, length: int, offset: int) -> bytes:
+        if offset >= 4096:
+            raise OSError(5, "Input/output error")
+        return real_pread(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    sink, ended = Sink(), []
+    chunks = list(
+        iter_body(opened, [Span(0, SIZE)], 4096, sink=sink, abort=lambda: ended.append(1) or True)
+    )
+    assert chunks == [CONTENT[:4096]]  # then the generator just stops
+    assert sink.failures == [("StorageError", True)]
+    assert ended == [1]
+    assert opened.fd is None
