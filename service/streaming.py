@@ -164,14 +164,22 @@ class Sink(Protocol):
     def failed(self, error: StorageError | TruncatedFileError, headers_sent: bool) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Primed:
     """The body's first file bytes, read before the response started (:func:`prime`), so
     that a storage error there is still a clean 503. ``data`` is None when only the
-    pages were warmed for ``sendfile``."""
+    pages were warmed for ``sendfile``, and once the stream has taken it: a slow client
+    must not hold this chunk while the server writes the next one."""
 
     offset: int
     data: bytes | None
+
+    def take(self, offset: int) -> bytes | None:
+        """The primed bytes if the stream is at their offset (once)."""
+        if offset != self.offset:
+            return None
+        data, self.data = self.data, None
+        return data
 
 
 def uses_sendfile(
@@ -274,10 +282,12 @@ def _copy(
         return
     reader = disk.sequential(file, segment.stop)
     offset = segment.start
-    if primed is not None and primed.data and primed.offset == offset:
-        offset += len(primed.data)
-        yield primed.data
-        throttle.account(len(primed.data))
+    data = primed.take(offset) if primed is not None else None
+    if data:
+        offset += len(data)
+        yield data
+        throttle.account(len(data))
+    del data  # the server holds the chunk it writes; this frame must not hold one more
     while offset < segment.stop:
         wanted = throttle.allowance(min(chunk_size, segment.stop - offset))
         data = reader.read(wanted, offset)
