@@ -430,3 +430,22 @@ def test_a_file_that_fails_while_hashed_is_logged_once_and_not_read_again(
     time.sleep(1)  # what a re-read would take, had one been queued
     assert server.log().count("digest of 'dir/b.bin'") == 1
     assert "Traceback" not in server.log()
+
+
+def test_storage_errors_are_counted_by_errno_across_the_workers_metrics(
+    server: GunicornServer, mount: FaultMount
+) -> None:
+    def count(errno_name: str) -> float:
+        text = fetch(server, "/metrics")[0].body.decode()
+        pattern = rf'^download_storage_errors_total\{{errno="{errno_name}"\}} (\S+)$'
+        found = re.search(pattern, text, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    before = {name: count(name) for name in ("ESTALE", "EIO")}
+    mount.set({"path": "/dir/a.bin", "op": "open", "errno": "ESTALE"})
+    for _ in range(3):
+        fetch(server, "/files/dir/a.bin")
+    mount.set({"path": "/big.bin", "op": "read", "errno": "EIO", "offset": MiB})
+    download(server, "/files/big.bin")
+    assert wait_for(lambda: count("ESTALE") == before["ESTALE"] + 3)
+    assert wait_for(lambda: count("EIO") == before["EIO"] + 1)
