@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posix
 import stat
 import weakref
 from collections.abc import Iterator
@@ -37,6 +38,12 @@ from service.openat2 import (
     openat2,
 )
 from service.sansio import Representation
+
+#: The plain ``close(2)``. gevent's patched ``os.close`` first ``fstat``s the descriptor,
+#: on the event loop: a failing file system then raises EIO from the close and leaves the
+#: descriptor open, and a stalled one freezes the worker. Every descriptor closed here is
+#: a regular file or an ``O_PATH`` one, which no gevent watcher ever holds.
+_close = posix.close
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW
 #: Errors that mean "no such servable file" (404), not a failing storage.
@@ -83,7 +90,7 @@ class OpenFile:
             return
         fd, self.fd = self.fd, None
         if fd is not None:
-            os.close(fd)
+            _close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +145,13 @@ class Catalog:
         except OSError:
             return None
         finally:
-            os.close(probe)
+            _close(probe)
         try:
             facts = os.fstat(fd)
         except OSError:
             facts = None
         if facts is None or not stat.S_ISREG(facts.st_mode):  # replaced between the opens
-            os.close(fd)
+            _close(fd)
             return None
         return OpenFile(fd, segments[-1], facts, os.path.join(self.root, *segments))
 
@@ -160,10 +167,10 @@ class Catalog:
             try:
                 facts = os.fstat(fd)
             except OSError:
-                os.close(fd)
+                _close(fd)
                 raise
         if not stat.S_ISREG(facts.st_mode):  # replaced between stat and open
-            os.close(fd)
+            _close(fd)
             raise NotFoundError
         return OpenFile(fd, os.path.basename(real), facts, real)
 
