@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from service.sansio.cors import DEFAULT_MAX_AGE, CorsPolicy, OriginError
+
 T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -68,6 +70,9 @@ class Settings:
     signing_key: tuple[str, ...] = field(default=(), repr=False)
     signing_bind_client: bool = False
     signed_link_ttl: int = 3600
+    # CORS: the origins whose pages may read answers (("*",): any); () sends no CORS.
+    cors_origins: tuple[str, ...] = ()
+    cors_max_age: int = DEFAULT_MAX_AGE
     # nginx offload (deploy/nginx/): "off", or "x-accel" to hand file bytes to nginx.
     offload: str = "off"
     # The client address from a trusted proxy's X-Real-IP: always with offload on, and
@@ -102,6 +107,10 @@ class Settings:
         threads = self.io_threads or max(8, min(256, self.worker_connections // 8))
         per_file = self.io_threads_per_file or max(2, threads // 8)
         return threads, min(per_file, threads)
+
+    def cors_policy(self) -> CorsPolicy | None:
+        """The CORS policy ``DL_CORS_ORIGINS`` asks for; None: no CORS fields at all."""
+        return CorsPolicy.parse(",".join(self.cors_origins), self.cors_max_age)
 
     def validated(self) -> Settings:
         """Check the data root exists; returns a copy with it made absolute."""
@@ -210,6 +219,17 @@ def _signing_keys(variable: str, raw: str) -> tuple[str, ...]:
     return keys
 
 
+def _cors_origins(variable: str, raw: str) -> tuple[str, ...]:
+    """Empty, ``*``, or comma-separated origins, kept as browsers send them."""
+    try:
+        policy = CorsPolicy.parse(raw)
+    except OriginError as error:
+        raise SettingsError(f"{variable}: {error}") from None
+    if policy is None:
+        return ()
+    return ("*",) if policy.origins is None else tuple(sorted(policy.origins))
+
+
 def _networks(variable: str, raw: str) -> tuple[Network, ...]:
     """Comma-separated addresses or CIDR networks (host bits may be set)."""
     items = [item.strip() for item in raw.split(",") if item.strip()]
@@ -264,6 +284,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "signing_key": _signing_keys,
     "signing_bind_client": _boolean,
     "signed_link_ttl": _integer(1, 10 * 366 * 86_400),
+    "cors_origins": _cors_origins,
+    # Browsers cap it (Chromium: 7200 s); 0 asks them not to cache preflights.
+    "cors_max_age": _integer(0, 86_400),
     "offload": _choice("off", "x-accel"),
     "behind_proxy": _boolean,
     "trusted_proxies": _networks,

@@ -56,10 +56,11 @@ def _install_storage(app: Flask, settings: Settings) -> None:
 
 
 def _install_middleware(app: Flask, settings: Settings) -> None:
-    """The access log with the metrics as its observer, and outermost the client address
-    from a trusted proxy, so both see the real client."""
-    from service import forwarded
+    """OPTIONS and CORS, the access log with the metrics as its observer, and outermost
+    the client address from a trusted proxy, so both see the real client."""
+    from service import cors, forwarded
 
+    cors.install(app, settings.cors_policy())  # innermost: the access log sees its answers
     observers: list[accesslog.Observer] = []
     if settings.metrics:
         from service import metrics  # loads prometheus_client: only when metrics are on

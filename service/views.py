@@ -24,7 +24,8 @@ from service.storage import Storage
 
 bp = Blueprint("files", __name__)
 bp.before_request(require_signature)  # signed links: checked before the catalog is asked
-_METHODS = {"methods": ["GET", "HEAD"], "provide_automatic_options": False}
+# OPTIONS is answered by service.cors before a view runs; listed, so a 405 names it.
+_METHODS = {"methods": ["GET", "HEAD", "OPTIONS"], "provide_automatic_options": False}
 
 
 @bp.route("/files", **_METHODS)

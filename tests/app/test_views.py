@@ -465,14 +465,14 @@ def test_a_missing_file_is_a_short_plain_404(client: FlaskClient) -> None:
     assert b"no-such-file" not in response.data
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "PROPFIND"])
 @pytest.mark.parametrize("path", ["/files/a.txt", "/files/", "/files/sub/", "/files/missing"])
-def test_other_methods_are_405_allowing_get_and_head(
+def test_other_methods_are_405_allowing_get_head_and_options(
     client: FlaskClient, method: str, path: str
 ) -> None:
     response = get(client, path, method)
     assert response.status_code == 405
-    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert response.data == b"Method Not Allowed\n"
 

@@ -45,7 +45,7 @@ FILES = {
 }
 assert len({len(data) for data in FILES.values()}) == len(FILES)  # one ETag per file
 #: Statuses the README documents for GET/HEAD /files/, /healthz, and routing.
-KNOWN_STATUSES = {200, 206, 301, 304, 308, 400, 403, 404, 405, 412, 416}
+KNOWN_STATUSES = {200, 204, 206, 301, 304, 308, 400, 403, 404, 405, 412, 416}
 CHUNK = 4096  # smaller than big.bin, so bodies come in several chunks
 
 
@@ -355,7 +355,10 @@ def check(site: Site, method: str, answer: Answer) -> None:
     for marker in (SECRET, HIDDEN):
         assert marker not in answer.body
         assert marker not in head
-    if method == "HEAD" or answer.status in (304,):
+    if answer.status == 204:  # OPTIONS, and only OPTIONS
+        assert method.upper() == "OPTIONS", method
+        assert answer.get("Allow") == "GET, HEAD, OPTIONS"
+    if method == "HEAD" or answer.status in (204, 304):
         assert answer.body == b""
     elif answer.get("Content-Length") is not None:
         assert answer.get("Content-Length") == str(len(answer.body))

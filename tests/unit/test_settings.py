@@ -94,6 +94,15 @@ def test_variables_outside_the_dl_prefix_and_unknown_dl_names_are_ignored(root: 
         ("DL_IO_THREADS", "io_threads", "32", 32),
         ("DL_IO_THREADS_PER_FILE", "io_threads_per_file", "4", 4),
         ("DL_READ_TIMEOUT", "read_timeout", "15", 15),
+        ("DL_CORS_ORIGINS", "cors_origins", "*", ("*",)),
+        ("DL_CORS_ORIGINS", "cors_origins", "", ()),
+        (
+            "DL_CORS_ORIGINS",
+            "cors_origins",
+            "https://b.example, HTTP://A.example:80",
+            ("http://a.example", "https://b.example"),
+        ),
+        ("DL_CORS_MAX_AGE", "cors_max_age", "0", 0),
     ],
 )
 def test_each_variable_is_parsed_into_its_setting(
@@ -120,6 +129,7 @@ def test_surrounding_whitespace_is_stripped_before_parsing(root: Path) -> None:
         ("DL_IO_THREADS", 0, 1024),
         ("DL_IO_THREADS_PER_FILE", 0, 1024),
         ("DL_READ_TIMEOUT", 1, 86_400),
+        ("DL_CORS_MAX_AGE", 0, 86_400),
     ],
 )
 def test_integers_are_accepted_at_their_bounds_and_refused_just_outside(
@@ -404,3 +414,13 @@ def test_read_setting_reads_one_variable_without_a_data_root(tmp_path: Path) -> 
 def test_an_unknown_etag_kind_is_refused_listing_the_choices(root: Path, raw: str) -> None:
     with pytest.raises(SettingsError, match="DL_ETAG: expected one of mtime, digest"):
         load(root, DL_ETAG=raw)
+
+
+@pytest.mark.parametrize(
+    "raw", ["null", "https://app.example.org/files", "*, https://a.example", "app.example.org"]
+)
+def test_cors_origins_refuse_what_no_browser_sends_naming_the_variable(
+    root: Path, raw: str
+) -> None:
+    with pytest.raises(SettingsError, match=r"^DL_CORS_ORIGINS: "):
+        load(root, DL_CORS_ORIGINS=raw)
