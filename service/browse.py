@@ -1,11 +1,17 @@
-"""The HTML browse page of a folder: the JSON listing's document, rendered for people.
+"""The HTML index page of a folder: the JSON listing's document, rendered for people and
+for the tools that walk folders (rclone, lftp, ``wget -r``, GDAL, fsspec).
 
-It owns which listing a client gets (``?format=`` first, then the ``Accept`` header) and
-how the page shows each entry: a human size, the UTC date, the download link (signed
-exactly as in the JSON listing), copyable ``curl``/``wget``/``aria2c`` commands with the
-absolute, shell-quoted URL, the SHA-256 once known, and for audio and video a player
-(``?play=<name>``) that streams the file with ``?inline=1``. With digests on, the page
-links the folder's ``sha256sum`` list. Jinja escapes everything that reaches the HTML.
+It owns which listing a client gets (``?format=`` first, then ``Accept``: HTML unless
+JSON is asked for by name) and the page's shape. The shape follows the conventions of
+nginx ``autoindex`` and Apache ``mod_autoindex`` that index parsers rely on: a
+``<title>`` and ``<h1>`` ``Index of /files/<folder>/``; one plain ``<a href="NAME">`` per
+entry, relative and percent-encoded, folders ending in ``/``, with ``../`` first below
+the root; each row on one line, with the UTC date as ``DD-Mon-YYYY HH:MM`` and the exact
+size in bytes right after the link (lftp and GDAL read them there). Nothing else on the
+page is a link into the folder a mirror tool would fetch as a file: breadcrumbs point
+above it, the player (``?play=<name>``) and the folder's ``sha256sum`` list are reached
+by GET forms, and the download commands' URLs are written so that no scanner takes them
+for links. Jinja escapes everything that reaches the HTML.
 """
 
 from __future__ import annotations
@@ -13,16 +19,20 @@ from __future__ import annotations
 import secrets
 import shlex
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlencode
 
 from flask import Request, Response, render_template
+from markupsafe import Markup, escape
 
 from service.sansio.media_types import guess_type
 
 HTML, JSON = "text/html", "application/json"
 PLAY = "play"
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+# English month names whatever the locale: the date format is the index convention.
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +41,14 @@ class Row:
 
     name: str
     is_folder: bool
-    href: str
-    mtime: str
+    href: str  # relative to the page: what index parsers follow
+    mtime: str  # ISO 8601, for <time datetime>
+    date: str  # "02-Dec-2026 10:00" (UTC)
     size: int | None
     human_size: str
-    commands: tuple[str, ...]
+    commands: tuple[Markup, ...]
     sha256: str | None  # hex, when already known
     media: str | None  # "video" or "audio" when the browser may play it
-    play_href: str | None  # this page with the entry's player
     inline_href: str | None  # the file with ``inline=1``: what the player streams
     error: str | None = None  # the storage error (errno name) that hides its details
 
@@ -50,13 +60,15 @@ class Crumb:
 
 
 def wants_html(request: Request) -> bool:
-    """An explicit ``?format=`` wins (only ``html`` is the page); without one, the page
-    goes to clients that prefer ``text/html`` (browsers), JSON to everyone else, ``*/*``
-    and no ``Accept`` included. RFC 9110 §12.5.1: equal preference keeps JSON."""
+    """``?format=json`` is JSON and ``?format=html`` the page; otherwise the page, unless
+    ``Accept`` names ``application/json`` with a q no lower than ``text/html``'s. So
+    browsers, ``*/*`` and no ``Accept`` at all (every index reader) get HTML."""
     chosen = request.args.get("format")
-    if chosen is not None:
+    if chosen in ("html", "json"):
         return chosen == "html"
-    return request.accept_mimetypes.best_match([JSON, HTML]) == HTML
+    accept = request.accept_mimetypes
+    named = max((q for value, q in accept if value.lower() == JSON), default=0)
+    return not (named > 0 and named >= accept.quality(HTML))
 
 
 def page(document: dict[str, Any], request: Request, signed: bool, checksums: bool) -> Response:
@@ -66,26 +78,38 @@ def page(document: dict[str, Any], request: Request, signed: bool, checksums: bo
     without links (their URLs would need signatures of their own). ``checksums``: the
     folder's ``?format=sha256`` list exists (digests are on)."""
     origin = request.host_url.rstrip("/")
-    rows = [_row(entry, origin, request) for entry in document["entries"]]
+    here = request.script_root + request.path  # "/" or the folder's own /files/... path
+    rows = [_row(entry, origin, here) for entry in document["entries"]]
     playing = next((r for r in rows if r.media and r.name == request.args.get(PLAY)), None)
     crumbs = _crumbs(document["path"], request.script_root, signed)
+    at_root = document["path"] == request.script_root + "/files/"
     nonce = secrets.token_urlsafe(16)
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k not in (PLAY, "format")]
     html = render_template(
         "browse.html",
-        title="Index of /" + "".join(f"{crumb.label}/" for crumb in crumbs[1:]),
+        title="Index of /" + "".join(f"{crumb.label}/" for crumb in crumbs),
         crumbs=crumbs,
+        parent=not (at_root or signed),
         rows=rows,
         playing=playing,
-        sums_href=_page_query(request, format="sha256") if checksums else None,
+        # Hidden fields of the page's forms: its signature (and format) travel along.
+        play_fields=[(k, v) for k, v in request.args.items(multi=True) if k != PLAY],
+        sums_fields=[*kept, ("format", "sha256")] if checksums else None,
         nonce=nonce,
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; img-src data:; media-src 'self'; style-src 'unsafe-inline'; "
-        f"script-src 'nonce-{nonce}'; base-uri 'none'; form-action 'none'"
+        f"script-src 'nonce-{nonce}'; base-uri 'none'; form-action 'self'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def index_date(iso: str) -> str:
+    """``2026-12-02T10:00:59Z`` -> ``02-Dec-2026 10:00``: the minute, as autoindex shows."""
+    moment = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return f"{moment.day:02d}-{_MONTHS[moment.month - 1]}-{moment.year} {moment:%H:%M}"
 
 
 def human_size(size: int) -> str:
@@ -106,6 +130,13 @@ def commands(url: str) -> tuple[str, ...]:
     return (f"curl -C - -O {word}", f"wget -c {word}", f"aria2c -x8 -s8 {word}")
 
 
+def unscannable(text: str) -> Markup:
+    """``text`` escaped, with ``://`` written as character references: a browser shows
+    and copies the same text, but tools that scan a page for ``http://`` URLs (fsspec)
+    do not take a command's URL for an entry of the folder."""
+    return escape(text).replace("://", Markup(":&#47;&#47;"))
+
+
 def media_kind(name: str) -> str | None:
     kind = guess_type(name).partition("/")[0]
     return kind if kind in ("video", "audio") else None
@@ -116,34 +147,34 @@ def with_query(url: str, **params: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
 
 
-def _row(entry: dict[str, Any], origin: str, request: Request) -> Row:
+def _row(entry: dict[str, Any], origin: str, here: str) -> Row:
+    href = _relative(entry["url"], here)
     if "error" in entry:  # the storage would not say what it is: shown as unavailable
-        return Row(entry["name"], False, entry["url"], "", None, "", (), None, None, None, None,
+        return Row(entry["name"], False, href, "", "", None, "", (), None, None, None,
                    error=entry["error"])  # fmt: skip
     is_folder = entry["type"] == "folder"
     size = None if is_folder else int(entry["size"])
     media = None if is_folder else media_kind(entry["name"])
-    play_href = None if media is None else _page_query(request, **{PLAY: entry["name"]})
     return Row(
         name=entry["name"],
         is_folder=is_folder,
-        href=entry["url"],
+        href=href,
         mtime=entry["mtime"],
+        date=index_date(entry["mtime"]),
         size=size,
         human_size="" if size is None else human_size(size),
-        commands=() if is_folder else commands(origin + entry["url"]),
+        commands=() if is_folder else tuple(map(unscannable, commands(origin + entry["url"]))),
         sha256=entry.get("sha256"),
         media=media,
-        play_href=play_href,
         inline_href=None if media is None else with_query(entry["url"], inline="1"),
     )
 
 
-def _page_query(request: Request, **params: str) -> str:
-    """A link to this page: its own query (its signature, a format) but the player's
-    entry, with ``params`` set."""
-    args = {k: v for k, v in request.args.items() if k != PLAY}
-    return "?" + urlencode({**args, **params})
+def _relative(url: str, here: str) -> str:
+    """An entry's URL relative to the page at ``here``: ``NAME`` in its folder's page,
+    ``files/NAME`` on the page at ``/``."""
+    base = here[: here.rindex("/") + 1]
+    return url[len(base) :] if url.startswith(base) else url
 
 
 def _crumbs(path: str, script_root: str, signed: bool) -> list[Crumb]:

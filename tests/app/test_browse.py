@@ -4,13 +4,14 @@ the download commands and the player."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urljoin, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
@@ -30,21 +31,39 @@ KEY = "test-key-0123456789-abcdefghijklmnop"
 
 
 @dataclass
+class Form:
+    classes: str
+    action: str
+    fields: list[tuple[str, str]] = field(default_factory=list)  # hidden inputs
+    buttons: list[tuple[str, str]] = field(default_factory=list)  # (name, value)
+
+    def query(self, button: int = 0) -> str:
+        """What the browser sends when the form's ``button`` is pressed."""
+        pressed = self.buttons[button]
+        return urlencode(self.fields + ([pressed] if pressed[0] else []))
+
+
+@dataclass
 class Page:
     """What the HTML says, as a browser would read it (entities decoded)."""
 
-    links: list[dict[str, str]] = field(default_factory=list)  # attrs + "text"
+    links: list[dict[str, str]] = field(default_factory=list)  # attrs + "text" + "row"
     codes: list[str] = field(default_factory=list)  # the download commands
     digests: list[str] = field(default_factory=list)  # the SHA-256 lines
     media: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     crumbs: list[tuple[str, str | None]] = field(default_factory=list)
     scripts: list[dict[str, str]] = field(default_factory=list)
-    titles: list[str] = field(default_factory=list)  # the size cells' exact bytes
+    forms: list[Form] = field(default_factory=list)
+    cells: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> class -> text
+    title: str = ""
+    h1: str = ""
 
     def entry_links(self) -> dict[str, str]:
-        return {
-            a["text"].removesuffix("/"): a["href"] for a in self.links if a["class"] == "download"
-        }
+        """Each entry's link (relative to the page), by name."""
+        return {a["text"].removesuffix("/"): a["href"] for a in self.links if a["row"] == "entry"}
+
+    def forms_of(self, classes: str) -> list[Form]:
+        return [form for form in self.forms if form.classes == classes]
 
 
 class _Reader(HTMLParser):
@@ -54,39 +73,67 @@ class _Reader(HTMLParser):
         self._open: list[tuple[str, dict[str, str]]] = []
         self._text: list[str] = []
         self._in_nav = False
+        self._row = ""  # the class of the table row we are in
+        self._cell = ""
+        self._name = ""
+        self._cell_text: list[str] = []
+        self._h1: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name: value or "" for name, value in attrs}
         if tag == "nav":
             self._in_nav = True
-        elif tag in ("a", "code", "span") or (tag == "td" and "title" in values):
+        elif tag == "h1":
+            self._h1 = []
+        elif tag == "tr":
+            self._row = values.get("class", "").split(" ")[0]
+            self._name = values.get("data-name", "")
+        elif tag == "td":
+            self._cell = values.get("class", "").split(" ")[0]
+            self._cell_text = []
+        elif tag == "form":
+            self.page.forms.append(Form(values.get("class", ""), values.get("action", "")))
+        elif tag == "input" and values.get("type") == "hidden":
+            self.page.forms[-1].fields.append((values["name"], values["value"]))
+        elif tag == "button" and values.get("type") == "submit":
+            self.page.forms[-1].buttons.append((values.get("name", ""), values.get("value", "")))
+        if tag in ("a", "code", "span", "title"):
             self._open.append((tag, values))
             self._text = []
         elif tag in ("video", "audio"):
             self.page.media.append((tag, values))
         elif tag == "script":
             self.page.scripts.append(values)
-        if tag == "td" and "title" in values:
-            self.page.titles.append(values["title"])
 
     def handle_data(self, data: str) -> None:
         self._text.append(data)
+        self._cell_text.append(data)
+        if self._h1 is not None:
+            self._h1.append(data)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "nav":
             self._in_nav = False
+        elif tag == "h1" and self._h1 is not None:
+            self.page.h1, self._h1 = "".join(self._h1), None
+        elif tag == "td" and self._row == "entry" and self._cell != "more":
+            self.page.cells.setdefault(self._name, {})[self._cell] = "".join(self._cell_text)
+        elif tag == "tr":
+            self._row = ""
         if not self._open or self._open[-1][0] != tag:
             return
         _, values = self._open.pop()
         text = "".join(self._text)
-        if tag == "code":
+        if tag == "title":
+            self.page.title = text
+        elif tag == "code":
             (self.page.digests if values.get("class") == "sha256" else self.page.codes).append(text)
         elif self._in_nav and tag == "a":
             self.page.crumbs.append((text, values["href"]))
-        elif self._in_nav and tag == "span" and values.get("class") != "sep":
+        elif self._in_nav and tag == "span":
             self.page.crumbs.append((text, None))
         elif tag == "a":
-            self.page.links.append({"class": "", **values, "text": text})
+            self.page.links.append({"class": "", **values, "text": text, "row": self._row})
 
 
 def read_page(response: TestResponse) -> Page:
@@ -136,27 +183,57 @@ def test_a_browser_gets_the_html_page(client: FlaskClient, url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "accept", [None, "*/*", "application/json", "text/html;q=0.5, application/json"]
+    "accept",
+    [
+        "application/json",
+        "text/html;q=0.5, application/json",
+        "application/json, text/html",
+        "application/json, */*;q=0.1",
+        "Application/JSON",
+    ],
 )
-def test_api_clients_keep_the_json_listing(client: FlaskClient, accept: str | None) -> None:
+def test_clients_naming_json_get_the_json_listing(client: FlaskClient, accept: str) -> None:
     response = fetch(client, "/files/sub/", accept)
     assert response.mimetype == "application/json"
     assert response.headers["Vary"] == "Accept"
     assert [e["name"] for e in response.get_json()["entries"]] == ["b.txt", "deeper"]
 
 
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        "*/*",
+        "text/html",
+        "application/*",
+        "application/json;q=0",
+        "application/json;q=0.5, text/html",
+        "application/json;q=0.5, */*",
+        "text/*, application/json;q=0.9",
+    ],
+)
+def test_everyone_else_gets_the_page_as_index_readers_expect(
+    client: FlaskClient, accept: str | None
+) -> None:
+    """rclone sends no Accept, lftp and wget ``*/*``: like nginx's autoindex, HTML."""
+    response = fetch(client, "/files/sub/", accept)
+    assert response.mimetype == "text/html"
+    assert response.headers["Vary"] == "Accept"
+    assert set(read_page(response).entry_links()) == {"b.txt", "deeper"}
+
+
 def test_the_format_query_overrides_the_accept_header(client: FlaskClient) -> None:
     assert fetch(client, "/files/?format=json").mimetype == "application/json"
     assert fetch(client, "/files/?format=html", "application/json").mimetype == "text/html"
     assert fetch(client, "/?format=json", None).get_json()["path"] == "/files/"
+    assert fetch(client, "/files/?format=other", "*/*").mimetype == "text/html"
 
 
 def test_the_root_page_lists_the_root_folder_with_links_below_files(client: FlaskClient) -> None:
-    assert (
-        read_page(fetch(client, "/")).entry_links()
-        == read_page(fetch(client, "/files/")).entry_links()
-    )
-    assert read_page(fetch(client, "/")).entry_links()["a.txt"] == "/files/a.txt"
+    at_slash = read_page(fetch(client, "/")).entry_links()
+    at_files = read_page(fetch(client, "/files/")).entry_links()
+    assert at_slash == {name: "files/" + href for name, href in at_files.items()}
+    assert urljoin("http://localhost/", at_slash["a.txt"]) == "http://localhost/files/a.txt"
 
 
 def test_head_of_the_page_has_no_body(client: FlaskClient) -> None:
@@ -179,20 +256,67 @@ def test_entries_link_to_their_files_and_hidden_ones_are_left_out(client: FlaskC
         *("a.txt", "big.bin", "empty.txt", "sub", "video.mp4"),
         *(ODD_NAME, "dossier été", SHELLY_FOLDER),
     }
-    assert links["sub"] == "/files/sub/"
-    assert links["dossier été"] == "/files/dossier%20%C3%A9t%C3%A9/"
+    assert links["sub"] == "sub/"
+    assert links["dossier été"] == "dossier%20%C3%A9t%C3%A9/"
     for name, href in links.items():
-        response = fetch(client, href, None)
+        response = fetch(client, urljoin("/files/", href), None)
         assert response.status_code == 200, name
-    assert fetch(client, links["big.bin"]).data == BIG
-    assert fetch(client, links[ODD_NAME]).data == b"odd"
+    assert fetch(client, "/files/" + links["big.bin"]).data == BIG
+    assert fetch(client, "/files/" + links[ODD_NAME]).data == b"odd"
 
 
-def test_sizes_are_human_with_the_exact_bytes_in_a_title(client: FlaskClient) -> None:
-    page = fetch(client, "/files/").get_data(as_text=True)
-    assert '<td class="size" title="100000 bytes">97.7 KiB</td>' in page
-    assert '<td class="size" title="0 bytes">0 B</td>' in page
-    assert '<time datetime="2023-11-14T22:13:20Z">2023-11-14T22:13:20Z</time>' in page
+def test_the_title_and_heading_say_index_of_the_folder(client: FlaskClient) -> None:
+    for url, path in [("/", "/files/"), ("/files/", "/files/"), ("/files/sub/", "/files/sub/")]:
+        page = read_page(fetch(client, url))
+        assert (page.title, page.h1) == (f"Index of {path}", f"Index of {path}"), url
+    page = read_page(fetch(client, "/files/dossier%20%C3%A9t%C3%A9/"))
+    assert page.title == "Index of /files/dossier été/"
+
+
+def test_below_the_root_the_first_link_is_the_parent(client: FlaskClient) -> None:
+    for url in ("/files/sub/", "/files/sub/deeper/"):
+        parents = [a["href"] for a in read_page(fetch(client, url)).links if a["row"] == "parent"]
+        assert parents == ["../"]
+    for url in ("/", "/files/"):
+        assert not [a for a in read_page(fetch(client, url)).links if a["row"] == "parent"]
+
+
+def test_every_link_on_the_page_is_an_entry_or_leads_out_of_the_folder(
+    client: FlaskClient,
+) -> None:
+    """What a mirror tool follows (every href, every src) stays the folder's entries: the
+    player, the checksums and the crumbs are not links into it."""
+    for url in ("/files/", "/files/sub/", "/files/?play=video.mp4"):
+        text = fetch(client, url).get_data(as_text=True)
+        page = read_page(fetch(client, url))
+        entries = set(page.entry_links().values())
+        for a in page.links:
+            target = urljoin("http://localhost" + url, a["href"])
+            inside = target.startswith("http://localhost" + url.split("?")[0])
+            assert not inside or a["href"] in entries, (url, a)
+            assert "?" not in a["href"], (url, a)
+        body = text.split("<body>")[1].split("<script")[0]
+        assert "http://" not in body, url  # no URL that a scanner would take for a link
+
+
+def test_rows_carry_the_index_date_then_the_exact_bytes_then_the_human_size(
+    client: FlaskClient,
+) -> None:
+    response = fetch(client, "/files/")
+    cells = read_page(response).cells
+    assert cells["big.bin"] == {
+        "name": "big.bin",
+        "mtime": "14-Nov-2023 22:13",
+        "size": "100000",
+        "human": "97.7 KiB",
+    }
+    assert cells["empty.txt"]["size"] == "0"
+    assert cells["sub"]["size"] == "-"
+    text = response.get_data(as_text=True)
+    assert '<time datetime="2023-11-14T22:13:20Z">14-Nov-2023 22:13</time>' in text
+    (line,) = [line for line in text.splitlines() if 'href="big.bin"' in line]
+    stripped = " ".join(re.sub(r"<[^>]+>", "", line).split())
+    assert stripped == "big.bin 14-Nov-2023 22:13 100000 97.7 KiB"  # as lftp reads the row
 
 
 @pytest.mark.parametrize(
@@ -218,7 +342,7 @@ def test_names_with_quotes_markup_and_unicode_are_escaped(client: FlaskClient) -
     assert "<b>" not in text  # the name's markup never reaches the page as markup
     page = read_page(response)
     assert ODD_NAME in [a["text"] for a in page.links]  # but reads as the name
-    assert unquote(page.entry_links()[ODD_NAME]) == "/files/" + ODD_NAME
+    assert unquote(page.entry_links()[ODD_NAME]) == ODD_NAME
 
 
 def test_each_file_has_three_commands_with_its_absolute_shell_quoted_url(
@@ -253,7 +377,7 @@ def test_known_digests_are_shown_and_the_folder_links_its_sha256_list(
 ) -> None:
     first = read_page(fetch(client, "/files/sub/"))
     assert first.digests == []  # listing queues nothing
-    sums = [a["href"] for a in first.links if a["class"] == "sums"]
+    sums = ["?" + form.query() for form in first.forms_of("sums")]
     assert sums == ["?format=sha256"]
     fetch(client, "/files/sub/b.txt", None)
     assert client.application.extensions["digests"].wait_idle(10)
@@ -267,7 +391,7 @@ def test_known_digests_are_shown_and_the_folder_links_its_sha256_list(
 def test_without_digests_the_page_has_no_sha256_list(root: Path) -> None:
     with create_app(Settings(data_root=root, digests=False)).test_client() as plain:
         page = read_page(fetch(plain, "/files/"))
-    assert not [a for a in page.links if a["class"] == "sums"]
+    assert not page.forms_of("sums")
 
 
 def test_commands_quote_urls_that_the_shell_would_split(client: FlaskClient) -> None:
@@ -313,8 +437,8 @@ def test_media_files_have_a_play_link_to_a_player_streaming_them_inline(
     client: FlaskClient,
 ) -> None:
     page = read_page(fetch(client, "/files/"))
-    plays = [a for a in page.links if a["class"] == "play"]
-    assert [a["href"] for a in plays] == ["?play=video.mp4"]
+    plays = ["?" + form.query() for form in page.forms_of("play")]
+    assert plays == ["?play=video.mp4"]
     assert page.media == []
     player = read_page(fetch(client, "/files/?play=video.mp4"))
     ((tag, attrs),) = player.media
@@ -366,9 +490,9 @@ def test_a_signed_page_links_carry_their_signatures_and_open(signed_client: Flas
     expires = parse_qs(query)["expires"]
     for name, href in page.entry_links().items():
         assert parse_qs(urlsplit(href).query)["expires"] == expires, name
-        assert fetch(signed_client, href).status_code == 200, name
-        assert fetch(signed_client, urlsplit(href).path).status_code == 403, name
-    (sums,) = [a["href"] for a in page.links if a["class"] == "sums"]
+        assert fetch(signed_client, "/" + href).status_code == 200, name
+        assert fetch(signed_client, "/" + urlsplit(href).path).status_code == 403, name
+    (sums,) = ["?" + form.query() for form in page.forms_of("sums")]
     assert fetch(signed_client, "/" + sums, None).mimetype == "text/plain"  # still signed
     for command in page.codes:
         url = shell_words(command)[-1]
@@ -379,7 +503,7 @@ def test_a_signed_player_keeps_the_signature_for_the_page_and_the_stream(
     signed_client: FlaskClient,
 ) -> None:
     page = read_page(fetch(signed_client, f"/files/?{signed_query('')}"))
-    (play,) = [a["href"] for a in page.links if a["class"] == "play"]
+    (play,) = ["?" + form.query() for form in page.forms_of("play")]
     response = fetch(signed_client, "/files/" + play)
     assert response.status_code == 200
     ((_, attrs),) = read_page(response).media
@@ -391,13 +515,14 @@ def test_a_signed_player_keeps_the_signature_for_the_page_and_the_stream(
 def test_a_signed_page_links_no_folder_above_it(signed_client: FlaskClient) -> None:
     page = read_page(fetch(signed_client, f"/files/sub/?{signed_query('sub/')}"))
     assert page.crumbs == [("files", None), ("sub", None)]
-    assert fetch(signed_client, page.entry_links()["deeper"]).status_code == 200
+    assert not [a for a in page.links if a["row"] == "parent"]
+    assert fetch(signed_client, "/files/sub/" + page.entry_links()["deeper"]).status_code == 200
 
 
 def test_under_a_prefix_every_link_and_command_keeps_it(client: FlaskClient) -> None:
     page = read_page(fetch(client, "/files/sub/deeper/", base_url="http://localhost/dl"))
     assert page.crumbs == [("files", "/dl/files/"), ("sub", "/dl/files/sub/"), ("deeper", None)]
-    assert page.entry_links() == {"c.txt": "/dl/files/sub/deeper/c.txt"}
+    assert page.entry_links() == {"c.txt": "c.txt"}
     assert shell_words(page.codes[1]) == [
         "wget",
         "-c",

@@ -45,6 +45,7 @@ def client(app: Flask) -> Iterator[FlaskClient]:
 
 
 def get(client: FlaskClient, path: str, method: str = "GET", **headers: str) -> TestResponse:
+    headers = {"Accept": "application/json", **headers}  # an API client: JSON listings
     with client.open(path, method=method, headers=headers) as response:
         response.get_data()
     return response

@@ -56,7 +56,8 @@ def client(app: Flask) -> Iterator[FlaskClient]:
 
 
 def fetch(client: FlaskClient, path: str, method: str = "GET") -> TestResponse:
-    with client.open(path, method=method) as response:
+    # As an API client: a listing is JSON.
+    with client.open(path, method=method, headers={"Accept": "application/json"}) as response:
         response.get_data()
     return response
 

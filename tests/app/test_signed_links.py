@@ -61,7 +61,8 @@ def signed(
 
 
 def fetch(client: FlaskClient, url: str, method: str = "GET", **kw: Any) -> TestResponse:
-    """A fully read, closed response."""
+    """A fully read, closed response, asked as an API client: a listing is JSON."""
+    kw["headers"] = {"Accept": "application/json", **kw.get("headers", {})}
     with client.open(url, method=method, **kw) as response:
         response.get_data()
     return response

@@ -52,7 +52,8 @@ def client(app: Flask) -> Iterator[FlaskClient]:
 
 
 def get(client: FlaskClient, path: str, method: str = "GET", **headers: str) -> TestResponse:
-    """A fully read, closed response."""
+    """A fully read, closed response, asked as an API client: a listing is JSON."""
+    headers = {"Accept": "application/json", **headers}
     with client.open(path, method=method, headers=headers) as response:
         response.get_data()
     return response
@@ -642,7 +643,7 @@ def test_under_a_prefix_listing_urls_and_the_folder_redirect_keep_the_prefix(
     with client.get("/files/sub", base_url="http://localhost/dl") as redirect:
         assert redirect.status_code == 301
         assert redirect.headers["Location"] == "/dl/files/sub/"
-    with client.get("/files/sub/", base_url="http://localhost/dl") as listing:
+    with client.get("/files/sub/?format=json", base_url="http://localhost/dl") as listing:
         document = listing.get_json()
     assert document["path"] == "/dl/files/sub/"
     assert [e["url"] for e in document["entries"]] == [

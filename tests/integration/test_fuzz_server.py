@@ -50,7 +50,7 @@ assert len({len(data) for data in FILES.values()}) == len(FILES)  # one ETag per
 #: gunicorn's request-line limit (its default; see test_range_abuse for all three).
 LINE_LIMIT = 4094
 #: What the app answers (README) and what gunicorn answers for what it refuses.
-APP_STATUSES = {200, 206, 301, 304, 308, 400, 403, 404, 405, 412, 416}
+APP_STATUSES = {200, 204, 206, 301, 304, 308, 400, 403, 404, 405, 412, 416}
 GUNICORN_STATUSES = {400, 414, 417, 431, 501}
 KNOWN_CODINGS = {"chunked", "identity", "gzip", "deflate", "compress"}
 

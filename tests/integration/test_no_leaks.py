@@ -130,6 +130,16 @@ def _listing(response: rawhttp.RawResponse) -> None:
     assert response.body.count(b'"name"') == 20
 
 
+def _index_page(response: rawhttp.RawResponse) -> None:
+    assert response.status == 200, response.head
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    assert response.body.count(b'<tr class="entry"') == 20
+
+
+def _options(response: rawhttp.RawResponse) -> None:
+    assert (response.status, response["Allow"], response.body) == (204, "GET, HEAD, OPTIONS", b"")
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
@@ -162,8 +172,9 @@ def request_kinds(site: Site) -> list[Kind]:
         Kind("multipart", "GET", "/files/small.bin", (_THREE_RANGES,), _multipart),
         Kind("404", "GET", "/files/missing.bin", (), _status(404)),
         Kind("404", "GET", "/files/folder/missing/deeper.bin", (), _status(404)),
-        Kind("listing", "GET", "/files/folder/", (), _listing),
-        Kind("listing", "GET", "/files/folder/", (), _listing),
+        Kind("listing", "GET", "/files/folder/", ("Accept: application/json",), _listing),
+        Kind("listing", "GET", "/files/folder/", (), _index_page),
+        Kind("options", "OPTIONS", "/files/big.bin", (), _options),
     ]
 
 
