@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Make sure the real clients and servers the tests drive are installed (Debian packages):
-# HTTP clients, ffmpeg, HAProxy and nginx (slice module), openssl (a test certificate for
-# HAProxy's TLS), FUSE and Debian's python3-fusepy (the fault-injecting test filesystem
-# under tests/support/faultfs.py), and the headless browser for the
-# browse page (Debian's chromium; Playwright drives it, `playwright install` is never needed).
+# HTTP clients (curl, wget, aria2, axel; rclone and lftp, which walk folders), ffmpeg,
+# HAProxy and nginx (slice module), openssl (a test certificate for HAProxy's TLS), FUSE
+# and Debian's python3-fusepy (the fault-injecting test filesystem under
+# tests/support/faultfs.py), and the headless browser for the browse page (Debian's
+# chromium; Playwright drives it, `playwright install` is never needed).
 # Installs what is missing when it can (root or sudo); otherwise says what to install,
 # and those tests skip (outside CI) or fail (in CI, where CI is set).
 set -euo pipefail
@@ -11,6 +12,7 @@ set -euo pipefail
 declare -A package_of=(
   [curl]=curl [wget]=wget [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
   [chromium]=chromium [nginx]=nginx [haproxy]=haproxy [openssl]=openssl [fusermount3]=fuse3
+  [rclone]=rclone [lftp]=lftp
 )
 missing=()
 for tool in "${!package_of[@]}"; do

@@ -54,13 +54,20 @@ def render(data_root: Path, listen: str, upstream: str) -> str:
 class NginxServer:
     """nginx in front of ``upstream`` (``host:port``), serving ``data_root`` offloads."""
 
-    def __init__(self, data_root: Path, upstream: str, run_dir: Path) -> None:
+    def __init__(
+        self, data_root: Path, upstream: str, run_dir: Path, site: str | None = None
+    ) -> None:
+        """``site``: a server block of the test's own instead of the offload template,
+        with ``{listen}`` and ``{data_root}`` to fill in (``upstream`` is then unused)."""
         self.host = "127.0.0.1"
         self.port = free_port()
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
+        listen = f"{self.host}:{self.port}"
         (run_dir / "download.conf").write_text(
-            render(data_root, f"{self.host}:{self.port}", upstream)
+            render(data_root, listen, upstream)
+            if site is None
+            else site.format(listen=listen, data_root=data_root.resolve())
         )
         # As root, nginx's workers would switch to an unprivileged user that cannot read
         # the test's temporary folders; as any other user the directive is refused.
