@@ -4,7 +4,9 @@ Every request of the table goes both to the service without offload and through 
 to the service with offload; status, key header fields and the body's SHA-256 must agree
 (multipart bodies part by part: the boundary is nginx's). The table also says which
 answers nginx delivers (the app's access log then shows an empty body) and which the
-app still streams itself.
+app still streams itself. Both run with CORS on and each request comes from a page's
+origin (the allowed one unless the case says otherwise): the CORS fields must reach the
+client through nginx as the service alone sends them.
 """
 
 from __future__ import annotations
@@ -46,7 +48,16 @@ KEY_FIELDS = (
     "content-disposition",
     "x-content-type-options",
     "retry-after",
+    "vary",
+    "allow",
+    "access-control-allow-origin",
+    "access-control-expose-headers",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-max-age",
 )
+APP_ORIGIN = "http://app.example.test:8080"
+CORS = {"DL_CORS_ORIGINS": APP_ORIGIN}
 
 
 @dataclass
@@ -70,9 +81,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     logs = tmp_path_factory.mktemp("offload-logs")
     servers: list[GunicornServer | NginxServer] = []
     try:
-        direct = GunicornServer(root, logs / "direct.log").start()
+        direct = GunicornServer(root, logs / "direct.log", CORS).start()
         servers.append(direct)
-        app = GunicornServer(root, logs / "app.log", {"DL_OFFLOAD": "x-accel"}).start()
+        app = GunicornServer(root, logs / "app.log", {"DL_OFFLOAD": "x-accel", **CORS}).start()
         servers.append(app)
         nginx = NginxServer(root, f"127.0.0.1:{app.port}", logs / "nginx").start()
         servers.append(nginx)
@@ -92,6 +103,9 @@ class Answer:
 
 def ask(host: str, port: int, method: str, target: str, headers: list[tuple[str, str]]) -> Answer:
     request_id = uuid.uuid4().hex
+    if not any(name == "Origin" for name, _ in headers):
+        headers = [*headers, ("Origin", APP_ORIGIN)]
+    headers = [(name, value) for name, value in headers if (name, value) != ("Origin", "")]
     response = rawhttp.get(
         host,
         port,
@@ -238,6 +252,16 @@ CASES = [
     ("traversal-400", "GET", "/files/../big.bin", [], False),
     ("encoded-traversal-400", "GET", "/files/%2e%2e/big.bin", [], False),
     ("folder-301", "GET", "/files", [], False),
+    ("foreign-origin", "GET", BIG, [("Origin", "http://elsewhere.test")], True),
+    ("foreign-origin-range", "GET", BIG, [("Origin", "null"), ("Range", "bytes=5-9")], True),
+    (
+        "preflight",
+        "OPTIONS",
+        BIG,
+        [("Access-Control-Request-Method", "GET"), ("Access-Control-Request-Headers", "range")],
+        False,
+    ),
+    ("plain-options", "OPTIONS", BIG, [("Origin", "")], False),
 ]
 
 
@@ -257,6 +281,12 @@ def test_nginx_offload_answers_as_the_service_alone(
         direct.fields,
         direct.body,
     )
+    origin = dict(fields).get("Origin", APP_ORIGIN)
+    allowed = dict(through.fields).get("access-control-allow-origin")
+    expected = APP_ORIGIN if origin == APP_ORIGIN else None
+    if method == "OPTIONS" and "Access-Control-Request-Method" not in dict(fields):
+        expected = None  # a plain OPTIONS: no CORS fields
+    assert allowed == expected, through.fields
     if through.status in (200, 206) and method == "GET" and target != "/files/empty.bin":
         sent_by_app = app_bytes(pair.app, through.request_id)
         assert (sent_by_app == 0) is offloaded, f"the app sent {sent_by_app} bytes itself"
