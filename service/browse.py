@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlencode
 
 from flask import Request, Response, render_template
 from markupsafe import Markup, escape
+from werkzeug.exceptions import BadRequest
 
 from service.sansio.media_types import guess_type
 
@@ -77,7 +78,10 @@ def page(document: dict[str, Any], request: Request, signed: bool, checksums: bo
     ``signed``: the listing came through a signed link, so folders above it are shown
     without links (their URLs would need signatures of their own). ``checksums``: the
     folder's ``?format=sha256`` list exists (digests are on)."""
-    origin = request.host_url.rstrip("/")
+    try:
+        origin = request.host_url.rstrip("/")  # the commands' absolute URLs
+    except ValueError:  # a port out of range: RFC 9112 §3.2, an invalid Host is a 400
+        raise BadRequest from None
     here = request.script_root + request.path  # "/" or the folder's own /files/... path
     rows = [_row(entry, origin, here) for entry in document["entries"]]
     playing = next((r for r in rows if r.media and r.name == request.args.get(PLAY)), None)

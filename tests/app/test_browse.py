@@ -21,7 +21,7 @@ from config import Settings
 from service import create_app
 from service.browse import human_size
 from service.sansio.signing import Signer
-from tests.app import BIG, build_tree
+from tests.app import BIG, build_tree, wsgi_call
 from tests.support.shell import shell_words
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
@@ -528,3 +528,19 @@ def test_under_a_prefix_every_link_and_command_keeps_it(client: FlaskClient) -> 
         "-c",
         "http://localhost/dl/files/sub/deeper/c.txt",
     ]
+
+
+def test_a_host_with_an_impossible_port_is_a_400_not_a_crash(client: FlaskClient) -> None:
+    """RFC 9112 §3.2: a Host with an invalid value is a 400 (the page needs the host for
+    its commands' URLs); downloads never read it."""
+    app = client.application
+    environ = {"HTTP_HOST": "example.org:99999", "HTTP_ACCEPT": BROWSER, "REMOTE_ADDR": "::1"}
+    for path, answer in [
+        ("/files/", ("400 Bad Request", b"Bad Request\n")),
+        ("/files/a.txt", ("200 OK", b"hello, world\n")),
+    ]:
+        (status, _), body = wsgi_call(app, path, **environ)
+        try:
+            assert (status, b"".join(body)) == answer
+        finally:
+            body.close()
