@@ -26,8 +26,9 @@ run: $(STAMP) ## Serve ./data (or DL_DATA_ROOT) on DL_BIND, default 127.0.0.1:80
 test: $(STAMP) test-tools ## Run every test (unit, app, real gunicorn, real clients); T=path to select
 	$(BIN)/pytest $(T)
 
-test-tools: ## Install the real clients the tests drive (curl, wget, aria2, axel, rclone, lftp, ffmpeg, chromium, FUSE)
+test-tools: ## Install the real clients the tests drive (curl, wget, aria2, axel, rclone, lftp, ffmpeg, chromium, FUSE, podman)
 	bash scripts/install_test_tools.sh
+	bash scripts/container_engine.sh
 
 test-fast: $(STAMP) ## Only the tests that start no server and no client
 	$(BIN)/pytest -m "not server and not clients" $(T)
