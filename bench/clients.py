@@ -46,6 +46,27 @@ def curl_download(procs: Processes, url: str, timeout: float) -> Download:
     return _parse_curl(out if code == 0 else f"0 0 {timeout}")
 
 
+@dataclass(frozen=True, slots=True)
+class Walk:
+    seconds: float
+    entries: int  # files rclone listed with the right size
+    ok: bool
+
+
+def rclone_lsl(procs: Processes, url: str, expected: dict[str, int], timeout: float) -> Walk:
+    """``rclone lsl`` of a folder over its index page: the page, then a HEAD per file."""
+    argv = ["rclone", "lsl", "--config", "/dev/null", "--http-url", url, ":http:"]
+    started = time.monotonic()
+    code, out, _err = procs.run(argv, timeout)
+    seconds = time.monotonic() - started
+    listed = {}
+    for line in out.splitlines():
+        size, _day, _time, name = line.strip().split(" ", 3)
+        listed[name] = int(size)
+    right = sum(1 for name, size in listed.items() if expected.get(name) == size)
+    return Walk(seconds, right, code == 0 and listed == expected)
+
+
 def parallel_downloads(
     procs: Processes, url: str, count: int, timeout: float
 ) -> tuple[list[Download], float]:

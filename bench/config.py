@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 MIB = 1024 * 1024
-SCENARIOS = ("single", "parallel", "fair", "cold", "ranges", "slow")
+SCENARIOS = ("single", "parallel", "fair", "cold", "ranges", "slow", "listing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,8 @@ class BenchConfig:
     wrk_connections: int = 64
     wrk_threads: int = 2
     range_length: int = 64 * 1024
+    #: rclone lsl of a folder of this many small files (its page, then a HEAD per file).
+    listing_entries: int = 10_000
     #: The whole run stops starting new work after this many seconds.
     budget_seconds: int = 780
     update_doc: bool = True

@@ -1,7 +1,8 @@
 """The files served: random data written once into a temporary data root.
 
 ``big.bin`` stays in the page cache (warmed after writing); ``cold.bin`` is the same
-size and is dropped from the cache before each cold download.
+size and is dropped from the cache before each cold download. ``many/`` is a folder of
+small files, for walking a listing.
 """
 
 from __future__ import annotations
@@ -29,15 +30,21 @@ class DataSet:
     root: Path
     big: DataFile
     cold: DataFile
+    folder: str  # the URL path of a folder of ``entries`` small files
+    entries: int
 
 
-def create(root: Path, big_size: int) -> DataSet:
+def create(root: Path, big_size: int, entries: int) -> DataSet:
     root.mkdir(parents=True, exist_ok=True)
     big = _write_random(root / "big.bin", big_size)
     cold = _write_random(root / "cold.bin", big_size)
+    many = root / "many"
+    many.mkdir(exist_ok=True)
+    for number in range(entries):
+        (many / f"entry {number:05d}.dat").write_bytes(b"x" * (number % 97))
     warm(big.path)
     drop_from_cache(cold.path)
-    return DataSet(root, big, cold)
+    return DataSet(root, big, cold, "/files/many/", entries)
 
 
 def _write_random(path: Path, size: int) -> DataFile:

@@ -89,7 +89,7 @@ class Processes:
         found = subprocess.run(
             ["pgrep", "-a", "-g", groups], capture_output=True, text=True, check=False
         )
-        return [line for line in found.stdout.splitlines() if line.strip()]
+        return [line for line in found.stdout.splitlines() if line.strip() and not _zombie(line)]
 
     def _sweep(self, pgid: int) -> None:
         """The leader is gone; SIGKILL any member it left behind (nginx workers, say)."""
@@ -126,3 +126,13 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+def _zombie(pgrep_line: str) -> bool:
+    """A process that has exited and waits to be reaped by its (new) parent: not running.
+    Where the sandbox's PID 1 does not reap orphans, a killed peer's child stays so."""
+    try:
+        with open(f"/proc/{pgrep_line.split()[0]}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True  # gone meanwhile

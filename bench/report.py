@@ -150,7 +150,37 @@ def goals(results: Mapping[str, Any]) -> list[Goal]:
                 None if ratio is None else ratio >= 0.15,
             )
         )
+    found += _listing_goals(results.get("listing"))
     return sorted(found, key=lambda g: g.goal)
+
+
+#: The issue's bound for rclone listing a folder of 10,000 entries.
+LISTING_SECONDS = 5.0
+
+
+def _listing_goals(listing: Mapping[str, Any] | None) -> list[Goal]:
+    found: list[Goal] = []
+    entries = listing["entries"] if listing else 10_000
+    nginx_s = _best(listing, [p.name for p in NGINX], "seconds", low=True)
+    for peer in (p.name for p in OURS):
+        mine = _median(listing, peer, "seconds")
+        runs = _runs(listing, peer)
+        exact = bool(runs) and all(bool(r.get("ok")) for r in runs)
+        found.append(
+            Goal(
+                7,
+                f"rclone lists {entries:,} entries",
+                peer,
+                _ratio(mine, nginx_s),
+                "nginx autoindex's time",
+                "not measured"
+                if mine is None or nginx_s is None
+                else f"{mine:.2f} s vs {nginx_s:.2f} s; every entry right: {_fmt(exact)}",
+                f"< {LISTING_SECONDS:g} s, every entry right",
+                None if mine is None else exact and mine < LISTING_SECONDS,
+            )
+        )
+    return found
 
 
 def _slow_goals(slow: Mapping[str, Any] | None) -> list[Goal]:
@@ -436,6 +466,37 @@ def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
                 "\n\nRestarted after a run because still busy 30 s after wrk stopped: "
                 + ", ".join(f"{k} ({v}x)" for k, v in ranges_["restarts_after_run"].items())
             )
+    listing = results.get("listing")
+    if listing and "peers" in listing:
+        fastest = _best(listing, nginx, "seconds", low=True)
+        rows = [
+            [
+                LABELS[name],
+                _fmt(s["median"].get("seconds"), 2),
+                _range(s, 2),
+                _fmt(_ratio(s["median"].get("seconds"), fastest), 2),
+                _fmt(s["median"].get("server_cpu_ms_per_entry"), 3),
+                f"{len(s['runs'])}",
+                _all_ok(s),
+            ]
+            for name, s in listing["peers"].items()
+        ]
+        parts.append(
+            f"### 7. rclone lsl of a folder of {listing['entries']:,} files (its index page, "
+            "then a HEAD per file; workers = cores)\n\n"
+            + _table(
+                [
+                    "peer",
+                    "seconds",
+                    "range",
+                    "x nginx time",
+                    "server CPU-ms/entry",
+                    "runs",
+                    "all right",
+                ],
+                rows,
+            )
+        )
     cold = results.get("cold")
     if cold and "peers" in cold:
         rows = []

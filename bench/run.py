@@ -113,7 +113,7 @@ def run_all(ctx: scenarios.Context, results: dict[str, Any]) -> None:
             _phase(
                 results, "cold", "cold" in chosen, ctx.log, lambda: scenarios.cold_read(ctx, one)
             )
-    if chosen & {"parallel", "ranges"}:
+    if chosen & {"parallel", "ranges", "listing"}:
         ctx.log(f"phase B: every peer with {cores} workers")
         with running(ALL_PEERS, cores, data_root, ctx.tools, ctx.procs) as many:
             fast = {p.name: many[p.name] for p in (*OURS, *NGINX)}
@@ -126,6 +126,14 @@ def run_all(ctx: scenarios.Context, results: dict[str, Any]) -> None:
             )
             _phase(
                 results, "ranges", "ranges" in chosen, ctx.log, lambda: scenarios.ranges(ctx, many)
+            )
+            walked = {p.name: many[p.name] for p in (*OURS, *NGINX)}
+            _phase(
+                results,
+                "listing",
+                "listing" in chosen,
+                ctx.log,
+                lambda: scenarios.listing(ctx, walked),
             )
     if "slow" in chosen:
         ctx.log("phase C: slow readers, a fresh one-worker server per run")
@@ -154,7 +162,7 @@ def main() -> int:
     log(f"workdir {workdir}; quick={config.quick}; scenarios={','.join(config.scenarios)}")
     try:
         log(f"writing data files ({config.big_size // 2**20} MiB x2, random)")
-        data = datafiles.create(workdir / "data", config.big_size)
+        data = datafiles.create(workdir / "data", config.big_size, config.listing_entries)
         ctx = scenarios.Context(
             config,
             data,

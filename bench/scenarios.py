@@ -317,6 +317,32 @@ def ranges(ctx: Context, servers: dict[str, Server]) -> Result:
     }
 
 
+def listing(ctx: Context, servers: dict[str, Server]) -> Result:
+    """rclone lists a folder of many small files through its index page (workers = cores)."""
+    cfg, data = ctx.config, ctx.data
+    expected = {f"entry {n:05d}.dat": n % 97 for n in range(data.entries)}
+    runs: dict[str, list[Result]] = {name: [] for name in servers}
+    for rep, order in rotations(list(servers.values()), cfg.reps):
+        if rep and not ctx.budget.allows(len(servers) * 30):
+            break
+        ctx.log(f"listing: rep {rep + 1}/{cfg.reps}")
+        for server in order:
+            pids = server.worker_pids()
+            cpu0 = _cpu(server, pids)
+            walk = clients.rclone_lsl(ctx.procs, server.url(data.folder), expected, timeout=120)
+            cpu1 = _cpu(server, pids)
+            runs[server.peer.name].append(
+                {
+                    "seconds": walk.seconds,
+                    "entries": walk.entries,
+                    "ok": walk.ok,
+                    "server_cpu_ms_per_entry": 1000 * (cpu1 - cpu0) / max(1, data.entries),
+                }
+            )
+            _wait_idle(server)
+    return {"entries": data.entries, "peers": {n: _summary(r, "seconds") for n, r in runs.items()}}
+
+
 class _Sampler(threading.Thread):
     """RSS and descriptor count of one process every 0.2 s, keeping the peaks."""
 

@@ -235,6 +235,7 @@ http {{
         }}
         location /files/ {{
             alias {data_root}/;
+            autoindex on;  # the listing scenario: what rclone walks
         }}
     }}
 }}

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Install what `make bench` needs: nginx and wrk from apt (only when missing), and the
+# Install what `make bench` needs: nginx, wrk and rclone from apt (only when missing), and the
 # benchmark's own virtualenv bench/.venv (matplotlib, uvicorn + starlette).
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
 
-declare -A package_of=([nginx]=nginx-light [wrk]=wrk [curl]=curl [fincore]=util-linux [ss]=iproute2 [pgrep]=procps)
+declare -A package_of=([nginx]=nginx-light [wrk]=wrk [curl]=curl [rclone]=rclone [fincore]=util-linux [ss]=iproute2 [pgrep]=procps)
 missing=()
 for tool in "${!package_of[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("${package_of[$tool]}")
