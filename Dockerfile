@@ -8,12 +8,13 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 RUN python -m venv /app/.venv
-COPY requirements.lock pyproject.toml README.md ./
-RUN /app/.venv/bin/pip install -c requirements.lock "flask" "gunicorn[gevent]" "gevent" \
-    "prometheus_client"
+COPY requirements.lock ./
+# Exactly the lock (runtime dependencies and the build backend), each file by its hash.
+RUN /app/.venv/bin/pip install --require-hashes --no-deps -r requirements.lock
+COPY pyproject.toml README.md ./
 COPY config ./config
 COPY service ./service
-RUN /app/.venv/bin/pip install --no-deps -c requirements.lock . \
+RUN /app/.venv/bin/pip install --no-deps --no-build-isolation . \
  && /app/.venv/bin/pip uninstall --yes --quiet pip setuptools \
  && /app/.venv/bin/python -m compileall -q /app/.venv/lib
 

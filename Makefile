@@ -2,19 +2,21 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | cksum | cut -d' ' -f1)
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-tools test-fast lint format typecheck check clean bench
+.PHONY: help install run test test-tools test-fast lint format typecheck check clean bench lock
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml requirements.lock
+# Exactly the lock, every file checked by its hash; then the project itself, built by the
+# locked setuptools (no isolated build environment fetching its own).
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP) ## Create .venv with the service and its test tools
@@ -49,6 +51,14 @@ check: lint typecheck test ## Everything CI runs
 bench: $(STAMP) ## Benchmark vs nginx, send_file, Starlette (installs them; BENCH_QUICK=1: short run)
 	bash bench/setup.sh
 	BENCH_GUNICORN=$(abspath $(BIN))/gunicorn bench/.venv/bin/python -m bench.run
+
+lock: $(STAMP) ## Re-pin requirements.lock (the image) and requirements-dev.lock (.venv), with hashes
+	$(BIN)/pip-compile --quiet $(LOCK_FLAGS) $(LOCK_EXTRA) -o requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet $(LOCK_FLAGS) $(LOCK_EXTRA) --extra dev -o requirements-dev.lock \
+		pyproject.toml
+
+LOCK_FLAGS := --generate-hashes --allow-unsafe --all-build-deps --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

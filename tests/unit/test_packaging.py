@@ -1,38 +1,62 @@
-"""The image installs what the package needs: the Dockerfile's dependency layer names
-every runtime dependency of pyproject.toml, and every pin it relies on is locked."""
+"""The locks: every distribution the image and ``make install`` put in place is pinned,
+with hashes, the build backend included; and the project's .venv is exactly the dev lock."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
+from tests.support.lock import normal, pins
+
 REPO = Path(__file__).resolve().parents[2]
+PROJECT = "download-service"
 
 
 def _name(requirement: str) -> str:
-    """``gunicorn[gevent]>=27`` -> ``gunicorn``, normalized as pip does."""
+    """``gunicorn[gevent]>=27`` -> ``gunicorn``."""
     name = re.match(r"[A-Za-z0-9._-]+", requirement)
     assert name is not None, requirement
-    return re.sub(r"[-_.]+", "-", name.group(0)).lower()
+    return normal(name.group(0))
 
 
-def test_the_image_installs_every_runtime_dependency() -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = {_name(item) for item in project["dependencies"]}
+def _project() -> dict[str, object]:
+    project: dict[str, object] = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return project
+
+
+def test_the_image_lock_pins_every_runtime_dependency_and_the_build_backend() -> None:
+    locked = pins(REPO / "requirements.lock")
+    wanted = {_name(item) for item in _project()["dependencies"]}  # type: ignore[attr-defined]
+    assert not wanted - set(locked), f"not pinned: {sorted(wanted - set(locked))}"
+    assert "setuptools" in locked  # pyproject's build backend: no unpinned build
+    assert not {"pytest", "mypy", "ruff"} & set(locked)  # the image gets no dev tools
+
+
+def test_the_dev_lock_holds_the_image_lock_at_the_same_versions() -> None:
+    runtime, dev = pins(REPO / "requirements.lock"), pins(REPO / "requirements-dev.lock")
+    assert {name: dev.get(name) for name in runtime} == runtime
+    extras = _project()["optional-dependencies"]["dev"]  # type: ignore[index]
+    missing = {_name(item) for item in extras} - set(dev)
+    assert not missing, f"dev tools not pinned: {sorted(missing)}"
+
+
+def test_the_image_installs_exactly_the_lock() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
-    layer = re.search(r'pip install -c requirements\.lock ((?:"[^"]+"\s*\\?\s*)+)', dockerfile)
-    assert layer is not None, "the dependency layer's pip install line moved"
-    installed = {_name(item) for item in re.findall(r'"([^"]+)"', layer.group(1))}
-    assert wanted <= installed, f"missing from the image: {sorted(wanted - installed)}"
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in dockerfile
+    assert "--no-build-isolation ." in dockerfile  # the project built by the locked backend
 
 
-def test_every_runtime_dependency_is_locked() -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    locked = {
-        _name(line)
-        for line in (REPO / "requirements.lock").read_text().splitlines()
-        if line and not line.startswith("#")
+def test_this_venv_is_exactly_the_dev_lock() -> None:
+    """What ``make install`` made: nothing unpinned, nothing drifted, nothing missing."""
+    if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
+        pytest.skip(f"not the project's .venv ({sys.prefix})")
+    installed = {
+        normal(dist.metadata["Name"]): dist.version for dist in importlib.metadata.distributions()
     }
-    missing = {_name(item) for item in project["dependencies"]} - locked
-    assert not missing, f"not pinned in requirements.lock: {sorted(missing)}"
+    assert installed.pop(PROJECT) == _project()["version"]
+    assert installed == pins(REPO / "requirements-dev.lock")
