@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | c
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-tools test-fast lint format typecheck check clean bench lock
+.PHONY: help install run test test-tools test-repeat test-fast lint format typecheck check clean bench lock
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,16 @@ test-tools: ## Install the real clients the tests drive (curl, wget, aria2, axel
 	bash scripts/install_test_tools.sh
 	bash scripts/container_engine.sh
 
-test-fast: $(STAMP) ## Only the tests that start no server and no client
-	$(BIN)/pytest -m "not server and not clients" $(T)
+M ?= server
+N ?= 10
+test-repeat: $(STAMP) test-tools ## Run the tests of marker M (server) N times (10); stops at a failure
+	@for run in $$(seq $(N)); do \
+	  echo "== run $$run of $(N): -m '$(M)'"; \
+	  $(BIN)/pytest -q -m "$(M)" $(T) || exit 1; \
+	done
+
+test-fast: $(STAMP) ## Only the tests that start no server, client or container
+	$(BIN)/pytest -m "not server and not clients and not container" $(T)
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .

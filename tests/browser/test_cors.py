@@ -22,7 +22,7 @@ import pytest
 from tests.browser.conftest import CLIP, Site, Tab, _start_site
 from tests.clients.support import Access
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.server, pytest.mark.browser]
 
 DATA = "data.bin"
 PAGE = (
