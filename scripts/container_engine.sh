@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make a container engine ready for tests/container/ (root only; elsewhere those tests
 # skip, and fail in CI):
-# - Debian's podman, buildah, runc, mmdebstrap, uidmap and slirp4netns, when missing;
+# - Debian's podman, buildah, runc, mmdebstrap, uidmap, slirp4netns and podman-compose
+#   (for the shipped compose.yaml), when missing;
 # - the engine settings a VM like CI's needs, written only where missing
 #   (/etc/containers/containers.conf): fixed ulimits, as the VM lacks CAP_SYS_RESOURCE to
 #   raise them, and runc, as crun fails on its hybrid cgroups;
@@ -17,14 +18,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for tool in podman buildah runc mmdebstrap newuidmap slirp4netns; do
+for tool in podman buildah runc mmdebstrap newuidmap slirp4netns podman-compose; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "container engine: installing podman buildah runc mmdebstrap uidmap slirp4netns" >&2
+  echo "container engine: installing podman buildah runc mmdebstrap uidmap slirp4netns podman-compose" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    podman buildah runc mmdebstrap uidmap slirp4netns >/dev/null
+    podman buildah runc mmdebstrap uidmap slirp4netns podman-compose >/dev/null
 fi
 
 # Add "key = value" under [table] of containers.conf unless the key is set there already.
