@@ -17,28 +17,35 @@ new one; echoed in the response), ``client``, ``method``, ``target``, ``protocol
 
 The same record feeds any *observers* (the metrics): each hears when a response starts
 and when it is finished, with the kind of answer the view put under ``KIND_KEY``.
+
+The lines go to stdout through :class:`LineWriter`, not ``logging``: a record costs one
+dict and one C-encoded ``json`` line, and under gevent the lines of one event-loop turn
+leave in one ``write(2)`` (at once when the worker is idle, so nothing waits); what is
+pending at exit is written then.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
 import random
 import re
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 from urllib.parse import quote
 
 from service.errors import StorageError, TruncatedFileError
+from service.eventloop import loop_callback
 from service.sansio.offload import DeliveryReport
 
 TRANSFER_KEY = "download_service.transfer"
 #: Where the view says what kind of answer it gave (``Plan.kind``, ``listing``, ...).
 KIND_KEY = "download_service.kind"
-LOGGER = "service.access"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -95,7 +102,7 @@ class Transfer:
     def record(self) -> dict[str, Any]:
         environ = self.environ
         return {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "time": _utc_now(),
             "id": self.request_id,
             "client": environ.get("REMOTE_ADDR", ""),
             "method": environ.get("REQUEST_METHOD", ""),
@@ -113,6 +120,19 @@ class Transfer:
         if self.report is not None:
             return self.report.seconds
         return time.monotonic() - self.started
+
+
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+def _utc_now() -> str:
+    """Now as ``2026-12-02T17:21:41.123+00:00`` (UTC, milliseconds), the date and time
+    formatted once per second."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((now - second) * 1000):03d}+00:00"
 
 
 def _new_id() -> str:
@@ -139,17 +159,17 @@ class Observer(Protocol):
 
 
 class AccessLog:
-    """WSGI middleware that logs each request once its response is closed (no log
-    with ``logger=None``) and tells the observers."""
+    """WSGI middleware that writes each request's line once its response is closed (no
+    log with ``write=None``) and tells the observers."""
 
     def __init__(
         self,
         app: WSGIApp,
-        logger: logging.Logger | None,
+        write: Callable[[str], None] | None,
         observers: Sequence[Observer] = (),
     ) -> None:
         self.app = app
-        self.logger = logger
+        self.write = write
         self.observers = tuple(observers)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -173,8 +193,8 @@ class AccessLog:
         return _Counted(body, transfer, self._finish)
 
     def _finish(self, transfer: Transfer) -> None:
-        if self.logger is not None:
-            self.logger.info(json.dumps(transfer.record(), ensure_ascii=True))
+        if self.write is not None:
+            self.write(_encode(transfer.record()))
         for observer in self.observers:
             observer.finished(transfer)
 
@@ -232,18 +252,81 @@ class _Counted:
             self._report(transfer)
 
 
-def install(app: Any, *, log: bool = True, observers: Sequence[Observer] = ()) -> None:
-    """Wrap ``app.wsgi_app``; the log (unless ``log`` is false) goes to stdout, one line
-    per request."""
-    app.wsgi_app = AccessLog(app.wsgi_app, _logger() if log else None, observers)
+#: ``json.dumps(record, ensure_ascii=True)`` without its per-call set-up.
+_encode = json.JSONEncoder(ensure_ascii=True).encode
 
 
-def _logger() -> logging.Logger:
-    logger = logging.getLogger(LOGGER)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    return logger
+class LineWriter:
+    """Writes lines to ``stream`` (by default whatever ``sys.stdout`` is when it writes),
+    with one ``write(2)`` on its descriptor. Under gevent the lines that requests end
+    with during one turn of the event loop are joined and written once, from a callback
+    the loop runs before it next waits (so an idle worker writes at once); elsewhere
+    each line is written when it comes. What is pending at exit is written then."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._pending: list[str] = []
+        self._later = loop_callback()
+        _writers.add(self)
+
+    def __call__(self, line: str) -> None:
+        self._pending.append(line)
+        if len(self._pending) == 1:
+            if self._later is None:
+                self.flush()
+            else:
+                self._later(self.flush)
+
+    def flush(self) -> None:
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        lines.append("")
+        text = "\n".join(lines)  # ASCII: the encoder escapes everything else
+        stream = self._stream or sys.stdout
+        try:
+            _write_all(stream, text)
+        except (OSError, ValueError) as error:  # a closed or full stdout: say so, go on
+            lost = len(lines) - 1
+            logging.getLogger(__name__).error("access log: %d lines lost: %s", lost, error)
+
+
+_writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    """A normal exit (a worker's too: gunicorn ends it with ``sys.exit``) loses no line."""
+    for writer in list(_writers):
+        writer.flush()
+
+
+def _write_all(stream: TextIO, text: str) -> None:
+    """Straight to the descriptor (the stream's buffer holds nothing of ours); a stream
+    without one (a test's capture) takes the text."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        stream.write(text)
+        return
+    stream.flush()  # anything print()ed before goes first
+    view = memoryview(text.encode("ascii"))
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def install(
+    app: Any,
+    *,
+    write: Callable[[str], None] | None = None,
+    log: bool = True,
+    observers: Sequence[Observer] = (),
+) -> AccessLog:
+    """Wrap ``app.wsgi_app``; the lines (unless ``log`` is false) go to ``write``, by
+    default a :class:`LineWriter` on stdout, one JSON line per request."""
+    if log and write is None:
+        write = LineWriter()
+    middleware = AccessLog(app.wsgi_app, write if log else None, observers)
+    app.wsgi_app = middleware
+    app.extensions["access_log"] = middleware
+    return middleware

@@ -14,8 +14,10 @@ With ``DL_OFFLOAD`` an offloaded transfer counts as a request when the service a
 it, and its bytes, duration and abort when nginx reports the delivery's end (that report
 is not a request of its own); ``download_transfers_in_flight`` counts the service's own.
 
-The digest queue gauge is read from this worker's digest store (its length is a plain
-read) at each request's end, at each scrape, and once a second from a greenlet under
+Requests are tallied in plain counters and published to the values in batches (see
+:class:`Recorder`): no lock, no ``getpid`` and no file write per request. The digest
+queue gauge is read from this worker's digest store (its length is a plain read) at
+each publication, at each scrape, and once a second from a greenlet under
 gevent, so a worker's queue that drains while no request comes is still seen to drain.
 The hashing thread itself never touches a metric: the values' locks are gevent's.
 """
@@ -42,9 +44,10 @@ from config import Settings
 from config.settings import Network
 from service.accesslog import KIND_KEY, Transfer
 from service.errors import text_response
+from service.eventloop import Later, loop_callback
 from service.metricsdir import ENV
 from service.sansio.addresses import local_or_within
-from service.sansio.offload import REPORT_KIND, DeliveryReport
+from service.sansio.offload import REPORT_KIND
 from service.sansio.plan import TRANSFER_KINDS
 
 KINDS = frozenset(
@@ -132,60 +135,105 @@ class Metrics:
 
 
 class Recorder:
-    """The access log's observer: one request's record becomes metric updates.
-
-    Label children are looked up once and kept, so a request costs a few dict lookups
-    and one write per value.
+    """The access log's observer: each request's record is added to plain in-process
+    tallies, and those are published to the metric values (under gunicorn: the
+    worker's file in the shared folder) in one batch: under gevent from a callback the
+    loop runs before it next waits, so the requests that end in one turn of the loop
+    cost one write per series they touched, and a lone request is published at once;
+    elsewhere at each record. A scrape publishes its own worker's tallies first.
     """
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, later: Later | None = None) -> None:
         self.metrics = metrics
+        self._later = later
+        self._scheduled = False
         self._requests: dict[tuple[int, str], Counter] = {}
         # Made up front: these series exist (at 0) from the start.
         self._sent = {kind: metrics.sent.labels(kind) for kind in KINDS}
         self._duration = {kind: metrics.duration.labels(kind) for kind in TRANSFER_KINDS}
+        self._in_flight = 0  # this process's transfers being sent now
+        self._tally = _Tally()
 
     def started(self, transfer: Transfer) -> None:
         if _is_transfer(transfer):
-            self.metrics.in_flight.inc()
+            self._in_flight += 1
+            self._publish_soon()
 
     def finished(self, transfer: Transfer) -> None:
         kind = transfer.kind or "other"  # None: the app raised before answering
         if kind == SCRAPE:
             return
+        tally = self._tally
         if kind == REPORT_KIND:
             if transfer.report is not None:
-                self._delivered_by_nginx(transfer.report)
+                report = transfer.report
+                tally.add_sent(report.kind, report.bytes)
+                tally.durations.append((report.kind, report.seconds))
+                tally.aborted += not report.complete
+                self._publish_soon()
             return
         if kind not in KINDS:
             kind = "other"
         key = (transfer.status or 500, kind)
-        counter = self._requests.get(key)
-        if counter is None:
-            counter = self._requests[key] = self.metrics.requests.labels(*key)
-        counter.inc()
+        tally.requests[key] = tally.requests.get(key, 0) + 1
         if transfer.bytes:
-            self._sent[kind].inc(transfer.bytes)
+            tally.add_sent(kind, transfer.bytes)
         if _is_transfer(transfer):
-            self._transfer_ended(transfer, kind)
+            self._in_flight -= 1
+            tally.durations.append((kind, time.monotonic() - transfer.started))
+            tally.aborted += transfer.outcome == "aborted"
+            tally.truncated += transfer.outcome == "truncated"
         if transfer.storage_errno is not None:
-            self.metrics.storage_errors.labels(transfer.storage_errno).inc()
-        self.metrics.refresh_gauges()
+            errors = tally.storage_errors
+            errors[transfer.storage_errno] = errors.get(transfer.storage_errno, 0) + 1
+        self._publish_soon()
 
-    def _delivered_by_nginx(self, report: DeliveryReport) -> None:
-        self._sent[report.kind].inc(report.bytes)
-        self._duration[report.kind].observe(report.seconds)
-        if not report.complete:
-            self.metrics.aborted.inc()
+    def _publish_soon(self) -> None:
+        if self._later is None:
+            self.publish()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._later(self.publish)
 
-    def _transfer_ended(self, transfer: Transfer, kind: str) -> None:
+    def publish(self) -> None:
+        """Add the tallies since the last publication to the metric values."""
+        self._scheduled = False
+        tally, self._tally = self._tally, _Tally()
         metrics = self.metrics
-        metrics.in_flight.dec()
-        self._duration[kind].observe(time.monotonic() - transfer.started)
-        if transfer.outcome == "aborted":
-            metrics.aborted.inc()
-        elif transfer.outcome == "truncated":
-            metrics.truncated.inc()
+        for key, count in tally.requests.items():
+            counter = self._requests.get(key)
+            if counter is None:
+                counter = self._requests[key] = metrics.requests.labels(*key)
+            counter.inc(count)
+        for kind, count in tally.sent.items():
+            self._sent[kind].inc(count)
+        for kind, seconds in tally.durations:
+            self._duration[kind].observe(seconds)
+        if tally.aborted:
+            metrics.aborted.inc(tally.aborted)
+        if tally.truncated:
+            metrics.truncated.inc(tally.truncated)
+        for name, count in tally.storage_errors.items():
+            metrics.storage_errors.labels(name).inc(count)
+        metrics.in_flight.set(self._in_flight)
+        metrics.refresh_gauges()
+
+
+class _Tally:
+    """What requests added since the last publication."""
+
+    __slots__ = ("aborted", "durations", "requests", "sent", "storage_errors", "truncated")
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[int, str], int] = {}
+        self.sent: dict[str, int] = {}
+        self.durations: list[tuple[str, float]] = []
+        self.aborted = 0
+        self.truncated = 0
+        self.storage_errors: dict[str, int] = {}
+
+    def add_sent(self, kind: str, count: int) -> None:
+        self.sent[kind] = self.sent.get(kind, 0) + count
 
 
 def _is_transfer(transfer: Transfer) -> bool:
@@ -203,7 +251,7 @@ def scrape() -> Response:
     metrics: Metrics = current_app.extensions["metrics"]
     if not metrics.allows(request.remote_addr):
         return text_response(403, "Forbidden")
-    metrics.refresh_gauges()
+    current_app.extensions["metrics_recorder"].publish()  # this worker's latest too
     response = Response(generate_latest(metrics.exposed), content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -238,6 +286,7 @@ def install(
     """Serve ``/metrics`` on ``app``; returns the observer to hand to the access log."""
     metrics = Metrics(settings.metrics_allow, os.environ.get(ENV), digest_queue_length, io_busy)
     app.extensions["metrics"] = metrics
+    recorder = app.extensions["metrics_recorder"] = Recorder(metrics, loop_callback())
     app.register_blueprint(bp)
     _refresh_gauges_forever(metrics)
-    return Recorder(metrics)
+    return recorder

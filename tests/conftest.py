@@ -11,6 +11,7 @@ import pytest
 from hypothesis import settings
 
 from service import digests
+from tests.support.access_log import AccessLines
 from tests.support.server import GunicornServer
 
 settings.register_profile("ci", max_examples=500, deadline=None)
@@ -57,6 +58,12 @@ def _digest_stores_end_with_their_test(monkeypatch: pytest.MonkeyPatch) -> Itera
 def delivery(request: pytest.FixtureRequest) -> dict[str, str]:
     """Server environment selecting the delivery path (zero-copy sendfile or pread copy)."""
     return DELIVERIES[request.param]
+
+
+@pytest.fixture
+def access_lines(capsys: pytest.CaptureFixture[str]) -> AccessLines:
+    """The access log's lines an in-process app wrote during the test."""
+    return AccessLines(capsys)
 
 
 @pytest.fixture

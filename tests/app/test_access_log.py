@@ -3,12 +3,9 @@ the transfer ended, on both delivery paths."""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +14,14 @@ from flask import Flask
 
 from config import Settings
 from service import create_app
-from service.accesslog import LOGGER
 from service.errors import TruncatedFileError
 from tests.app import BIG, BIG_SIZE, build_tree, wsgi_call
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(record.getMessage()))
+from tests.support.access_log import AccessLines
 
 
 @pytest.fixture
-def records() -> Iterator[Records]:
-    handler = Records()
-    logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
+def records(access_lines: AccessLines) -> AccessLines:
+    return access_lines
 
 
 @pytest.fixture
@@ -179,7 +163,7 @@ def test_the_log_can_be_turned_off(tmp_path: Path, records) -> None:
     ],
 )
 def test_behind_a_proxy_the_client_is_the_one_a_trusted_proxy_names(
-    tmp_path: Path, records: Records, behind_proxy: bool, peer: str, logged: str
+    tmp_path: Path, records: AccessLines, behind_proxy: bool, peer: str, logged: str
 ) -> None:
     settings = Settings(data_root=build_tree(tmp_path), behind_proxy=behind_proxy)
     _, body = call(

@@ -3,8 +3,6 @@ once, the bytes the access log saw, who may scrape, and nothing at all when turn
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config import Settings
 from service import create_app
-from service.accesslog import LOGGER, AccessLog
+from service.accesslog import AccessLog
 from service.errors import TruncatedFileError
 from tests.app import BIG, BIG_SIZE, MTIME_NS, build_tree, wsgi_call
+from tests.support.access_log import AccessLines
 
 
 @pytest.fixture
@@ -166,25 +165,13 @@ def test_in_flight_aborted_and_truncated_transfers(app: Flask, root: Path) -> No
     assert counts == [1, 1]
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-def test_the_access_log_and_the_metrics_share_one_record(root: Path) -> None:
+def test_the_access_log_and_the_metrics_share_one_record(
+    root: Path, access_lines: AccessLines
+) -> None:
     app = create_app(Settings(data_root=root, access_log=True))
-    log = Lines()
-    logging.getLogger(LOGGER).addHandler(log)
-    try:
-        assert fetch(app, "/files/big.bin")[1] == BIG
-    finally:
-        logging.getLogger(LOGGER).removeHandler(log)
-    (line,) = log.lines
-    assert json.loads(line)["bytes"] == BIG_SIZE
+    assert fetch(app, "/files/big.bin")[1] == BIG
+    (line,) = access_lines.lines
+    assert line["bytes"] == BIG_SIZE
     samples = scrape(app)
     assert samples[("download_sent_bytes_total", frozenset({("kind", "full")}))] == BIG_SIZE
 

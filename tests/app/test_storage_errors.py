@@ -19,10 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config import Settings
 from service import create_app
-from service.accesslog import LOGGER
 from service.catalog import Catalog
 from service.errors import StorageBusyError
 from tests.app import build_tree, wsgi_call
+from tests.support.access_log import AccessLines
 
 BIG = "big.bin"
 
@@ -59,17 +59,16 @@ def records(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogReco
 
 @pytest.mark.parametrize("code", [errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.EREMOTEIO])
 def test_a_failing_open_is_503_with_retry_after_one_line_and_its_record(
-    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, code: int
+    app: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    access_lines: AccessLines,
+    code: int,
 ) -> None:
     monkeypatch.setattr(Catalog, "open_cached", lambda self, url_path: None)
     monkeypatch.setattr(os, "open", failing(code))
-    access_log = logging.getLogger(LOGGER)  # its own handler; it does not propagate
-    access_log.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.INFO):
-            status, headers, body = fetch(app, f"/files/{BIG}", HTTP_X_REQUEST_ID="req-1")
-    finally:
-        access_log.removeHandler(caplog.handler)
+    with caplog.at_level(logging.INFO):
+        status, headers, body = fetch(app, f"/files/{BIG}", HTTP_X_REQUEST_ID="req-1")
     assert status == "503 Service Unavailable"
     assert headers["Retry-After"] == "5"
     assert body == b"Service Unavailable: storage error, try again\n"
@@ -77,8 +76,7 @@ def test_a_failing_open_is_503_with_retry_after_one_line_and_its_record(
     name = errno.errorcode[code]
     assert line.levelno == logging.ERROR
     assert line.getMessage() == f"storage error: {name} opening {BIG!r}; request req-1"
-    (access,) = records(caplog, LOGGER)
-    record = json.loads(access.getMessage())
+    (record,) = access_lines.lines
     assert (record["status"], record["outcome"]) == (503, "storage_error")
 
 

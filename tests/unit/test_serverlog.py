@@ -45,7 +45,11 @@ def test_a_timeout_in_another_message_is_left_alone() -> None:
     assert record.levelno == logging.ERROR
 
 
-def test_installing_twice_adds_one_filter() -> None:
+def test_installing_twice_adds_one_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    # install() rewires the process's "service" logger: put it back for later tests.
+    service_log = logging.getLogger("service")
+    for attribute in ("handlers", "level", "propagate"):
+        monkeypatch.setattr(service_log, attribute, getattr(service_log, attribute))
     logger = logging.getLogger("test-serverlog")
     serverlog.install(logger)
     serverlog.install(logger)
