@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from config import Settings
-from service import admission, metricsdir, serverlog
+from service import admission, eventloop, metricsdir, serverlog
 
 _settings = Settings.from_env()
 # Made here, in the master, so that every forked worker counts in the same table.
@@ -55,6 +55,11 @@ loglevel = _settings.log_level
 def post_worker_init(worker: Any) -> None:
     # A client dropped by DL_SEND_TIMEOUT is one INFO line, not an ERROR traceback.
     serverlog.install(worker.log.error_log)
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    # Each connection's next request waits its turn behind the others' (fairness).
+    eventloop.let_other_connections_in()
 
 
 # Metrics (DL_METRICS): one fresh folder per master, where every worker keeps its values.

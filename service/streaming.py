@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any, Protocol
 from service.catalog import OpenFile
 from service.diskio import DiskIO
 from service.errors import StorageError, TruncatedFileError
+from service.eventloop import pause_cooperatively
 from service.iopool import IOPool
 from service.mounts import Mounts
 from service.sansio import Span
@@ -119,38 +119,7 @@ class Throttle:
             pause = self.limit.delay(self.sent, time.monotonic() - self._start)
         if pause > 0 or self._unyielded >= self.yield_interval:
             self._unyielded = 0
-            _pause(pause)
-
-
-#: Longest stretch, in seconds, of cheap yields before a yield also polls for I/O.
-POLL_INTERVAL = 0.001
-_last_poll = [0.0]  # when a yield last let this worker's loop poll sockets
-
-
-def _pause(seconds: float) -> None:
-    """Sleep cooperatively; with no delay due, still let the event loop poll sockets.
-
-    gevent's ``sleep(0)`` only queues a callback, and the hub checks the clock once per
-    50 callbacks: a download whose chunk costs 0.5 ms on the loop (a pread that starts
-    the kernel's next readahead on a cold file) held every other client for 25 ms. A
-    zero-second timer fires only after the loop's next poll for I/O; it costs a poll,
-    so it is used once ``POLL_INTERVAL`` has passed since the last one, and a plain
-    ``sleep(0)`` between (a fast download yields every few tens of microseconds).
-    """
-    monkey = sys.modules.get("gevent.monkey")
-    if seconds > 0 or monkey is None or not monkey.is_module_patched("time"):
-        time.sleep(seconds)
-        return
-    now = time.monotonic()
-    if now - _last_poll[0] < POLL_INTERVAL:
-        time.sleep(0)
-        return
-    _last_poll[0] = now
-    import gevent
-
-    hub = gevent.get_hub()
-    with hub.loop.timer(0) as timer:
-        hub.wait(timer)
+            pause_cooperatively(pause)
 
 
 class Sink(Protocol):
