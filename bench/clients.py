@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,16 @@ class WrkResult:
     @property
     def bytes_per_request(self) -> float:
         return self.bytes_read / self.requests if self.requests else 0.0
+
+
+def head_has(url: str, field: str) -> bool:
+    """Whether a HEAD of ``url`` answers with header ``field``."""
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.headers.get(field) is not None
+    except OSError:
+        return False
 
 
 def wrk_ranges(

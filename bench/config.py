@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 MIB = 1024 * 1024
-SCENARIOS = ("single", "parallel", "fair", "cold", "ranges", "slow", "listing")
+SCENARIOS = ("single", "parallel", "fair", "cold", "ranges", "slow", "listing", "ceiling")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,9 @@ class BenchConfig:
     wrk_connections: int = 64
     wrk_threads: int = 2
     range_length: int = 64 * 1024
+    #: The cost of one request (scenario 8): wrk with one thread, one worker per peer.
+    ceiling_lengths: tuple[int, ...] = (64 * 1024, 4 * 1024)
+    ceiling_connections: int = 64
     #: rclone lsl of a folder of this many small files (its page, then a HEAD per file).
     listing_entries: int = 10_000
     #: The whole run stops starting new work after this many seconds.

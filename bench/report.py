@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.servers import ALL_PEERS, NGINX, OURS
+from bench.servers import ALL_PEERS, BARE, NGINX, OURS
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-LABELS = {p.name: p.label for p in ALL_PEERS}
+LABELS = {p.name: p.label for p in (*ALL_PEERS, BARE)}
 FAIR_P99_MS = 20.0
 
 
@@ -151,7 +151,41 @@ def goals(results: Mapping[str, Any]) -> list[Goal]:
             )
         )
     found += _listing_goals(results.get("listing"))
+    found += _ceiling_goals(results.get("ceiling"))
     return sorted(found, key=lambda g: g.goal)
+
+
+#: The issue's bound: the service's CPU per request at most this many times the bare
+#: WSGI function's under the same gunicorn + gevent worker.
+CEILING_RATIO = 2.0
+
+
+def _ceiling_goals(ceiling: Mapping[str, Any] | None) -> list[Goal]:
+    found: list[Goal] = []
+    lengths = ceiling["lengths"] if ceiling else {}
+    for length, scenario in lengths.items():
+        mine = _median(scenario, "svc-sendfile", "cpu_us_per_request")
+        bare = _median(scenario, "bare", "cpu_us_per_request")
+        nginx = _median(scenario, "nginx-sendfile", "cpu_us_per_request")
+        ratio = _ratio(mine, bare)
+        measured = "not measured"
+        if mine is not None and bare is not None:
+            measured = f"{mine:.0f} us vs {bare:.0f} us of CPU per request"
+            if nginx:
+                measured += f" (nginx {nginx:.0f} us)"
+        found.append(
+            Goal(
+                8,
+                f"CPU per random {int(length) // 1024} KiB range",
+                "svc-sendfile",
+                ratio,
+                "the bare WSGI function's",
+                measured,
+                f"<= {CEILING_RATIO:g}x the bare stack",
+                None if ratio is None else ratio <= CEILING_RATIO,
+            )
+        )
+    return found
 
 
 #: The issue's bound for rclone listing a folder of 10,000 entries.
@@ -493,6 +527,42 @@ def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
                     "server CPU-ms/entry",
                     "runs",
                     "all right",
+                ],
+                rows,
+            )
+        )
+    ceiling = results.get("ceiling")
+    if ceiling and "lengths" in ceiling:
+        rows = []
+        for length, scenario in ceiling["lengths"].items():
+            bare = _median(scenario, "bare", "cpu_us_per_request")
+            for name, summary in scenario["peers"].items():
+                m = summary["median"]
+                rows.append(
+                    [
+                        f"{int(length) // 1024} KiB",
+                        LABELS[name],
+                        _fmt(m.get("cpu_us_per_request")),
+                        _fmt(_ratio(m.get("cpu_us_per_request"), bare), 2),
+                        _fmt(m.get("requests_per_s")),
+                        _fmt(m.get("latency_max_ms")),
+                        _fmt(m.get("non_2xx")),
+                        f"{len(summary['runs'])}",
+                    ]
+                )
+        parts.append(
+            "### 8. The cost of one request: random single ranges, wrk -t1 "
+            f"-c{ceiling['connections']}, one worker each\n\n"
+            + _table(
+                [
+                    "range",
+                    "peer",
+                    "CPU us/request",
+                    "x bare",
+                    "req/s",
+                    "max ms",
+                    "non-2xx",
+                    "runs",
                 ],
                 rows,
             )

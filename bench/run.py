@@ -2,7 +2,8 @@
 
 Phases: (A) every peer with one worker: one download, fairness, cold read; (B) every
 peer with one worker per core: parallel downloads and random ranges; (C) a fresh
-one-worker server per slow-reader run. Exit status 1 if a process of ours outlived it.
+one-worker server per slow-reader run; (D) the service, the bare stack and nginx with
+one worker each: the cost of one request. Exit status 1 if a process of ours outlived it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, NoReturn
 from bench import datafiles, proc_stats, report, scenarios
 from bench.config import BenchConfig
 from bench.procs import Processes
-from bench.servers import ALL_PEERS, NGINX, OURS, default_tools, running
+from bench.servers import ALL_PEERS, CEILING_PEERS, NGINX, OURS, default_tools, running
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,6 +136,10 @@ def run_all(ctx: scenarios.Context, results: dict[str, Any]) -> None:
                 ctx.log,
                 lambda: scenarios.listing(ctx, walked),
             )
+    if "ceiling" in chosen:
+        ctx.log("phase D: the cost of one request, one worker each")
+        with running(CEILING_PEERS, 1, data_root, ctx.tools, ctx.procs) as lone:
+            _phase(results, "ceiling", True, ctx.log, lambda: scenarios.ceiling(ctx, lone))
     if "slow" in chosen:
         ctx.log("phase C: slow readers, a fresh one-worker server per run")
     _phase(

@@ -1,4 +1,4 @@
-"""The six benchmark scenarios. Each runs its peers several times, interleaved in a
+"""The benchmark scenarios. Each runs its peers several times, interleaved in a
 rotating order, and returns every run plus the medians (``{"peers": {name: {"runs": [...],
 "median": {...}}}}``).
 
@@ -315,6 +315,70 @@ def ranges(ctx: Context, servers: dict[str, Server]) -> Result:
         "restarts_after_run": restarts,
         "peers": {name: _summary(r, "requests_per_s") for name, r in runs.items()},
     }
+
+
+def ceiling(ctx: Context, servers: dict[str, Server]) -> Result:
+    """Scenario 8, the cost of one request: wrk (one thread, 64 connections) with random
+    single ranges of big.bin of each length, against the service with its defaults, the
+    bare WSGI function under the same gunicorn + gevent worker, and nginx, one worker
+    each; worker CPU (utime + stime) per answered request, and req/s."""
+    cfg, big = ctx.config, ctx.data.big
+    _wait_for_digest(servers, big.url_path)
+    by_length: dict[str, Result] = {}
+    for length in cfg.ceiling_lengths:
+        runs: dict[str, list[Result]] = {name: [] for name in servers}
+        for rep, order in rotations(list(servers.values()), cfg.reps):
+            if rep and not ctx.budget.allows(len(servers) * (cfg.wrk_seconds + 8)):
+                break
+            ctx.log(f"ceiling: {length} B ranges, rep {rep + 1}/{cfg.reps}")
+            for server in order:
+                pids = server.worker_pids()
+                cpu0 = _cpu(server, pids)
+                result = clients.wrk_ranges(
+                    ctx.procs,
+                    server.url(big.url_path),
+                    ctx.lua,
+                    big.size,
+                    length,
+                    1,
+                    cfg.ceiling_connections,
+                    cfg.wrk_seconds,
+                )
+                cpu1 = _cpu(server, pids)
+                answered = max(1, result.requests - result.non_2xx)
+                runs[server.peer.name].append(
+                    {
+                        "requests_per_s": result.requests_per_s,
+                        "cpu_us_per_request": 1e6 * (cpu1 - cpu0) / answered,
+                        "latency_max_ms": result.latency_max_ms,
+                        "non_2xx": result.non_2xx,
+                        "socket_errors": result.socket_errors,
+                    }
+                )
+                _wait_idle(server)
+        by_length[str(length)] = {
+            "peers": {name: _summary(r, "cpu_us_per_request") for name, r in runs.items()}
+        }
+    return {
+        "connections": cfg.ceiling_connections,
+        "seconds": cfg.wrk_seconds,
+        "lengths": by_length,
+    }
+
+
+def _wait_for_digest(servers: dict[str, Server], path: str, timeout: float = 120.0) -> None:
+    """The service hashes big.bin in the background once asked: measure the steady
+    state, where its digest is known (and its answers carry Repr-Digest)."""
+    deadline = time.monotonic() + timeout
+    for server in servers.values():
+        if server.peer.kind != "service":
+            continue
+        while time.monotonic() < deadline:
+            if clients.head_has(server.url(path), "Repr-Digest"):
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"{server.peer.name}: no digest of {path} in {timeout:.0f} s")
 
 
 def listing(ctx: Context, servers: dict[str, Server]) -> Result:

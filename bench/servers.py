@@ -5,6 +5,7 @@
   nginx.conf generated into the run's temp dir (pid, logs, temp paths there too), run as
   the current user with ``-p prefix -c conf -g 'daemon off;'``, no ``tcp_nopush``;
 - Flask ``send_from_directory`` (Werkzeug ``send_file``) under the same gunicorn config;
+- a bare WSGI function (``bench.peers.bare_wsgi``) under the same gunicorn config;
 - Starlette ``FileResponse`` under uvicorn (uvloop + httptools from ``uvicorn[standard]``).
 """
 
@@ -43,10 +44,15 @@ NGINX_SENDFILE = Peer("nginx-sendfile", "nginx, sendfile on", "nginx", "on")
 NGINX_COPY = Peer("nginx-copy", "nginx, sendfile off + output_buffers 2 256k", "nginx", "off")
 WERKZEUG = Peer("werkzeug", "Flask send_file (Werkzeug), gunicorn gevent", "werkzeug")
 STARLETTE = Peer("starlette", "Starlette FileResponse, uvicorn", "starlette")
+#: The stack's ceiling: a bare WSGI function under the same gunicorn + gevent worker.
+BARE = Peer("bare", "bare WSGI function, gunicorn gevent", "bare")
 
 OURS = (SVC_SENDFILE, SVC_COPY)
 NGINX = (NGINX_SENDFILE, NGINX_COPY)
 ALL_PEERS = (SVC_SENDFILE, SVC_COPY, NGINX_SENDFILE, NGINX_COPY, WERKZEUG, STARLETTE)
+#: Scenario 8 (the cost of one request): the service with its defaults, the bare stack
+#: and nginx.
+CEILING_PEERS = (SVC_SENDFILE, BARE, NGINX_SENDFILE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +115,8 @@ class Server:
         if self.process is not None:
             # gunicorn: SIGINT is its quick shutdown (SIGTERM waits for downloads);
             # nginx: SIGTERM is fast shutdown; uvicorn: either, bounded by its option.
-            sig = signal.SIGINT if self.peer.kind in ("service", "werkzeug") else signal.SIGTERM
+            gunicorn = self.peer.kind in ("service", "werkzeug", "bare")
+            sig = signal.SIGINT if gunicorn else signal.SIGTERM
             self.procs.stop(self.process, sig, grace=5.0)
         self.process = None
 
@@ -147,9 +154,10 @@ class Server:
             env |= {"DL_BIND": bind, "DL_WORKERS": str(self.workers)}
             env["DL_SENDFILE"] = self.peer.setting
             return [str(self.tools.gunicorn), "-c", "gunicorn.conf.py"], env, repo
-        if self.peer.kind == "werkzeug":
+        if self.peer.kind in ("werkzeug", "bare"):
             env |= {"DL_BIND": bind, "DL_WORKERS": str(self.workers)}
-            app = "bench.peers.werkzeug_app:app"
+            module = "werkzeug_app" if self.peer.kind == "werkzeug" else "bare_wsgi"
+            app = f"bench.peers.{module}:app"
             return [str(self.tools.gunicorn), "-c", "gunicorn.conf.py", app], env, repo
         if self.peer.kind == "starlette":
             argv = [
