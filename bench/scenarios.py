@@ -332,6 +332,7 @@ def ceiling(ctx: Context, servers: dict[str, Server]) -> Result:
                 break
             ctx.log(f"ceiling: {length} B ranges, rep {rep + 1}/{cfg.reps}")
             for server in order:
+                datafiles.warm(big.path)  # the host reclaims the guest's page cache
                 pids = server.worker_pids()
                 cpu0 = _cpu(server, pids)
                 result = clients.wrk_ranges(

@@ -109,6 +109,7 @@ class Catalog:
         self, root: Path, *, serve_hidden: bool = False, allow_outside_symlinks: bool = False
     ) -> None:
         self.root = os.path.realpath(root)
+        self._root_prefix = os.path.join(self.root, "")  # one separator, also for "/"
         self.serve_hidden = serve_hidden
         self.allow_outside_symlinks = allow_outside_symlinks
         #: An ``O_PATH`` descriptor of the root, for lookups relative to it; opened with
@@ -207,9 +208,10 @@ class Catalog:
 
     def relative_path(self, real: str) -> str | None:
         """``real`` (a path from :meth:`open_file`) below the root, or None when outside."""
-        if not real.startswith(os.path.join(self.root, "")):
+        prefix = self._root_prefix
+        if not real.startswith(prefix) or len(real) == len(prefix):
             return None
-        return os.path.relpath(real, self.root)
+        return real[len(prefix) :]  # paths from open_file are normalised: no relpath needed
 
     def _servable_name(self, name: str) -> bool:
         if name.startswith(".") and not self.serve_hidden:

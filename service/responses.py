@@ -26,6 +26,23 @@ from service.sansio.pacing import RateLimit
 from service.streaming import iter_body, limit_send_time, prime, uses_sendfile, zero_copy_socket
 
 
+class PlannedResponse(Response):
+    """A response whose status line and header fields the core planned, sent as planned.
+
+    Werkzeug's own fix-ups on the way out (a copy of every field, a relative Location
+    made absolute, a guessed Content-Length, a default Content-Type) have nothing to do
+    for a plan: its fields are complete and checked when they are added. HEAD and 304
+    plans have no body already.
+    """
+
+    default_mimetype = None  # a 304 plan has no Content-Type, and must not get one
+
+    def get_wsgi_response(
+        self, environ: Mapping[str, Any]
+    ) -> tuple[Iterable[bytes], str, list[tuple[str, str]]]:
+        return self.response, self.status, self.headers.to_wsgi_list()
+
+
 def file_response(
     opened: OpenFile, plan: Plan, settings: Settings, environ: MutableMapping[str, Any]
 ) -> Response:
@@ -37,7 +54,8 @@ def file_response(
         environ[KIND_KEY] = plan.kind
         opened.close()
         body = [s for s in plan.body if isinstance(s, bytes)]  # short text; none for HEAD, 304
-        return Response(body, status_line(plan.status), plan.headers, direct_passthrough=True)
+        status = status_line(plan.status)
+        return PlannedResponse(body, status, plan.headers, direct_passthrough=True)
     ticket = _admit(settings, environ)
     if ticket is None:
         opened.close()
@@ -49,7 +67,8 @@ def file_response(
             opened.close()
             return accel
         plan = offload.streamed(plan)
-    disk: DiskIO = current_app.extensions["disk"]
+    extensions = current_app.extensions
+    disk: DiskIO = extensions["disk"]
     sock = zero_copy_socket(environ, settings.sendfile)
     zero_copy = uses_sendfile(opened, plan.body, sock, disk)
     try:
@@ -61,7 +80,7 @@ def file_response(
         raise
     restore_timeout = limit_send_time(environ, settings.send_timeout)
     transfer = environ.get(TRANSFER_KEY)
-    catalog = current_app.extensions["catalog"]
+    catalog = extensions["catalog"]
     path = catalog.relative_path(opened.path) or opened.representation.name
     chunks = iter_body(
         opened,
@@ -82,7 +101,9 @@ def file_response(
     body_iter: Iterable[bytes] = ClosingIterator(
         stream_with_context(chunks), [opened.close, ticket.release, restore_timeout]
     )
-    return Response(body_iter, status_line(plan.status), plan.headers, direct_passthrough=True)
+    return PlannedResponse(
+        body_iter, status_line(plan.status), plan.headers, direct_passthrough=True
+    )
 
 
 def _connection_closer(environ: Mapping[str, Any]) -> Callable[[], bool]:

@@ -7,6 +7,7 @@ Plan -> Response. Every HTTP decision is made in :mod:`service.sansio`.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
@@ -38,15 +39,19 @@ def files_root() -> Response:
 @bp.route("/files/", defaults={"name": ""}, **_METHODS)
 @bp.route("/files/<path:name>", **_METHODS)
 def files(name: str) -> Response:
-    storage: Storage = current_app.extensions["storage"]
-    if name == "" or request.path.endswith("/"):
+    extensions = current_app.extensions  # each proxy lookup costs: once per request
+    storage: Storage = extensions["storage"]
+    environ = request.environ
+    if name == "" or environ["PATH_INFO"].endswith("/"):
         return _listing(storage, name)
     opened = storage.open_file(name)
     try:
         now = int(time.time())
-        rep = with_digest(current_app.extensions["digests"], opened.representation, name)
-        plan = plan_response(request.method, _conditions(), rep, _policy(), now)
-        return file_response(opened, plan, current_app.extensions["settings"], request.environ)
+        settings: Settings = extensions["settings"]
+        rep = with_digest(extensions["digests"], opened.representation, name)
+        conditions, policy = _conditions(environ), _policy(settings, environ)
+        plan = plan_response(environ["REQUEST_METHOD"], conditions, rep, policy, now)
+        return file_response(opened, plan, settings, environ)
     except BaseException:
         opened.close()
         raise
@@ -86,8 +91,8 @@ def _known_digests(folder: str) -> KnownDigest | None:
     return lambda name, size, mtime_ns: store.peek(entry_path(folder, name), size, mtime_ns)
 
 
-def _conditions() -> Conditions:
-    environ = request.environ  # what request.headers reads, without its per-key work
+def _conditions(environ: dict[str, Any]) -> Conditions:
+    # What request.headers reads, without its per-key work.
     return Conditions(
         range=environ.get("HTTP_RANGE"),
         if_range=environ.get("HTTP_IF_RANGE"),
@@ -100,10 +105,9 @@ def _conditions() -> Conditions:
     )
 
 
-def _policy() -> Policy:
-    settings: Settings = current_app.extensions["settings"]
+def _policy(settings: Settings, environ: dict[str, Any]) -> Policy:
     inline = settings.inline or (
-        bool(request.environ.get("QUERY_STRING"))  # most requests have no query to parse
+        bool(environ.get("QUERY_STRING"))  # most requests have no query to parse
         and request.args.get("inline") in ("1", "true")
     )
     return Policy(settings.max_ranges, settings.cache_control, inline, settings.etag == "digest")
