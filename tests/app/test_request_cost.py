@@ -1,55 +1,109 @@
-"""Work each request must not repeat: guards for the per-request cost of small answers."""
+"""What one small range request costs, counted, not timed: the Python functions the app
+calls (``sys.setprofile`` sees every call into Python and C code) for a random 4 KiB
+range of a cached file, a 304 and a HEAD, with every default on (access log, metrics,
+digests known). The counts are the same on every run of the same code, so a change
+that adds work to every request fails here, whatever the machine is doing.
+
+The budgets are today's counts plus about 5%. When a change lowers a count, lower its
+budget with it; raising one needs a reason in the commit. ``make bench`` scenario 8
+measures what the counts cost in CPU against the bare stack.
+"""
 
 from __future__ import annotations
 
+import random
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
-from flask import Request, request
-from werkzeug.routing import MapAdapter
+from flask import Flask
 
 from config import Settings
 from service import create_app
-from tests.app import BIG, build_tree
+from tests.app import BIG, BIG_SIZE, build_tree, wsgi_call
+
+#: Function calls per request, today's count plus about 5% (see the module's docstring).
+BUDGETS = {"range": 815, "not_modified": 535, "head": 570}  # counted: 775, 508, 541
+REQUESTS = 50
 
 
-def test_the_url_is_matched_once_although_the_body_pushes_the_context_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    app = create_app(Settings(data_root=build_tree(tmp_path), chunk_size=4096))
-    matches: list[str] = []
-    real_match = MapAdapter.match
-
-    def counting_match(self: MapAdapter, *args: Any, **kwargs: Any) -> Any:
-        matches.append(self.path_info)
-        return real_match(self, *args, **kwargs)
-
-    monkeypatch.setattr(MapAdapter, "match", counting_match)
-    seen_in_body: list[str] = []
-
-    @app.teardown_request
-    def note(error: BaseException | None) -> None:
-        seen_in_body.append(request.path)  # the context is pushed again for the body
-
-    response = app.test_client().get("/files/big.bin", headers={"Range": "bytes=10-20000"})
-    assert response.status_code == 206
-    assert response.data == BIG[10:20001]
-    assert matches == ["/files/big.bin"]
-    assert seen_in_body == ["/files/big.bin", "/files/big.bin"]
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    served = create_app(Settings(data_root=build_tree(tmp_path)))
+    served.extensions["access_log"].write = lambda line: None  # the cost is the record's
+    store = served.extensions["digests"]
+    exchange(served, "/files/big.bin")  # queue the digest, then wait for it: steady state
+    assert store.wait_idle(30)
+    return served
 
 
-def test_a_request_without_a_query_never_parses_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    app = create_app(Settings(data_root=build_tree(tmp_path)))
-    client = app.test_client()
-    assert client.get("/files/big.bin?inline=1").headers["Content-Disposition"].startswith("inline")
+def exchange(app: Flask, path: str, **extra: Any) -> tuple[str, bytes]:
+    started, body = wsgi_call(app, path, REMOTE_ADDR="127.0.0.1", **extra)
+    data = b"".join(body)
+    body.close()
+    return started[0], data
 
-    def no_args(self: Request) -> None:
-        raise AssertionError("the query string was parsed")
 
-    monkeypatch.setattr(Request, "args", property(no_args))
-    response = client.get("/files/big.bin", headers={"Range": "bytes=0-9"})
-    assert (response.status_code, response.data) == (206, BIG[:10])
-    assert response.headers["Content-Disposition"].startswith("attachment")
+def calls_per_request(app: Flask, request: Callable[[int], tuple[str, bytes]]) -> float:
+    for n in range(5):  # warm: lazy imports, first-use caches
+        request(n)
+    count = [0]
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        if event in ("call", "c_call"):
+            count[0] += 1
+
+    sys.setprofile(profile)
+    try:
+        for n in range(REQUESTS):
+            request(n)
+    finally:
+        sys.setprofile(None)
+    return count[0] / REQUESTS
+
+
+def test_a_random_4_kib_range_stays_within_its_budget(app: Flask) -> None:
+    starts = random.Random(7).sample(range(BIG_SIZE - 4096), REQUESTS + 5)
+
+    def request(n: int) -> tuple[str, bytes]:
+        start = starts[n]
+        status, data = exchange(app, "/files/big.bin", HTTP_RANGE=f"bytes={start}-{start + 4095}")
+        assert (status, data) == ("206 Partial Content", BIG[start : start + 4096])
+        return status, data
+
+    assert calls_per_request(app, request) <= BUDGETS["range"]
+
+
+def test_a_304_and_a_head_stay_within_their_budgets(app: Flask) -> None:
+    started, body = wsgi_call(app, "/files/big.bin", REMOTE_ADDR="127.0.0.1")
+    body.close()
+    etag = dict(started[1])["ETag"]
+
+    def revalidate(n: int) -> tuple[str, bytes]:
+        answer = exchange(app, "/files/big.bin", HTTP_IF_NONE_MATCH=etag)
+        assert answer == ("304 Not Modified", b"")
+        return answer
+
+    def head(n: int) -> tuple[str, bytes]:
+        answer = exchange(app, "/files/big.bin", REQUEST_METHOD="HEAD")
+        assert answer == ("200 OK", b"")
+        return answer
+
+    assert calls_per_request(app, revalidate) <= BUDGETS["not_modified"]
+    assert calls_per_request(app, head) <= BUDGETS["head"]
+
+
+def test_the_profile_counts_what_a_request_does(app: Flask) -> None:
+    """The counter is live: one more Python call per request shows as one more."""
+
+    def plain(n: int) -> tuple[str, bytes]:
+        return exchange(app, "/files/a.txt")
+
+    def with_an_extra_call(n: int) -> tuple[str, bytes]:
+        len([])
+        return exchange(app, "/files/a.txt")
+
+    assert calls_per_request(app, with_an_extra_call) == calls_per_request(app, plain) + 1
