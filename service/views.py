@@ -50,7 +50,8 @@ def files(name: str) -> Response:
         settings: Settings = extensions["settings"]
         rep = with_digest(extensions["digests"], opened.representation, name)
         conditions, policy = _conditions(environ), _policy(settings, environ)
-        plan = plan_response(environ["REQUEST_METHOD"], conditions, rep, policy, now)
+        method = environ["REQUEST_METHOD"].upper()  # as Werkzeug routed it: "get" is GET
+        plan = plan_response(method, conditions, rep, policy, now)
         return file_response(opened, plan, settings, environ)
     except BaseException:
         opened.close()
