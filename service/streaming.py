@@ -43,9 +43,12 @@ from service.sansio.pacing import RateLimit
 #: Bytes sent through the server before switching to sendfile. Any non-empty chunk
 #: carries the header section out (PEP 3333 servers send headers with the first
 #: non-empty bytes), and gunicorn's write loop keeps a reference to the last chunk it
-#: wrote for as long as the next one takes, i.e. the whole sendfile transfer: so one
-#: byte, not a buffer held per slow client (16 KiB was a third of each one's RSS).
-PRIMER = 1
+#: wrote for as long as the next one takes, i.e. the whole sendfile transfer: so a
+#: few hundred bytes, not a buffer held per slow client (16 KiB was a third of each
+#: one's RSS). Not one byte either: REDbot checks a range against the first body chunk
+#: it receives and, when that chunk is under 97 bytes, reports a correct 206 as
+#: RANGE_INCORRECT (its own off-by-one); a 1-byte primer often arrived alone.
+PRIMER = 256
 #: Most bytes asked of one sendfile call (the socket buffer bounds what it really
 #: sends). Small enough that a fast client yields to others often: with 8 MiB, one
 #: call could hold the event loop for milliseconds (p99 of a small request: 100 ms).

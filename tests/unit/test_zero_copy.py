@@ -85,8 +85,8 @@ def test_whole_file_yields_only_the_primer_and_sendfiles_the_rest(big_file: Path
     assert drain.result() == CONTENT[PRIMER:]
     assert file.fd is None
     # gunicorn holds the last chunk it wrote during the whole sendfile transfer: a
-    # slow client must not pin a buffer that way.
-    assert len(yielded) <= 64
+    # slow client must not pin a buffer that way; but at least 128 bytes, for REDbot.
+    assert 128 <= len(yielded) <= 512
 
 
 def test_ranges_and_multipart_bodies_arrive_exactly(big_file: Path, pair) -> None:
