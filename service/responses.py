@@ -40,7 +40,8 @@ class PlannedResponse(Response):
     def get_wsgi_response(
         self, environ: Mapping[str, Any]
     ) -> tuple[Iterable[bytes], str, list[tuple[str, str]]]:
-        return self.response, self.status, self.headers.to_wsgi_list()
+        body: Iterable[bytes] = self.response  # type: ignore[assignment]  # bytes only
+        return body, self.status, self.headers.to_wsgi_list()
 
 
 def file_response(
