@@ -28,6 +28,9 @@ _HUGE = 10**_MAX_DIGITS
 #: More list elements than this is no honest request (gunicorn joins repeated fields,
 #: so a head can carry hundreds of thousands): ignore it before parsing a single one.
 MAX_ELEMENTS = 1000
+#: The one range most requests carry, exactly as nearly every client spells it
+#: (``bytes=0-499``, ``bytes=500-``): parsed without the general rules' passes.
+_PLAIN_SINGLE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{0,18})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,12 @@ def parse_range_header(value: str) -> tuple[RangeSpec, ...] | None:
     §5.6.1.2: empty list elements are accepted and ignored. OWS is tolerated around
     ``=``, ``,`` and ``-`` (the RFC's own example has ``bytes= 0-999``).
     """
+    plain = _PLAIN_SINGLE.fullmatch(value)
+    if plain is not None:
+        first, last = int(plain[1]), int(plain[2]) if plain[2] else None
+        if last is None or last >= first:
+            return (RangeSpec(first, last),)
+        return None  # §14.1.1: last < first makes the whole header invalid
     unit, sep, range_set = value.partition("=")
     unit = unit.strip(_OWS)
     if range_set.count(",") >= MAX_ELEMENTS:
@@ -162,6 +171,8 @@ def select_spans(specs: Iterable[RangeSpec], size: int, max_parts: int) -> Range
     spans = [span for spec in specs if (span := spec.resolve(size)) is not None]
     if not spans:
         return UNSATISFIABLE
+    if len(spans) == 1 and max_parts >= 1:
+        return RangeResult(RangeKind.SATISFIABLE, (spans[0],))  # nothing to merge
     if len(spans) > 1 and sum(span.length for span in spans) > size:
         return IGNORED
     parts = coalesce(spans)

@@ -26,7 +26,7 @@ from service import create_app
 from tests.app import BIG, BIG_SIZE, build_tree, wsgi_call
 
 #: Function calls per request, today's count plus about 5% (see the module's docstring).
-BUDGETS = {"range": 815, "not_modified": 535, "head": 570}  # counted: 775, 508, 541
+BUDGETS = {"range": 780, "not_modified": 535, "head": 570}  # counted: 744, 509, 541
 REQUESTS = 50
 
 
@@ -97,13 +97,15 @@ def test_a_304_and_a_head_stay_within_their_budgets(app: Flask) -> None:
 
 
 def test_the_profile_counts_what_a_request_does(app: Flask) -> None:
-    """The counter is live: one more Python call per request shows as one more."""
+    """The counter is live: one more Python call per request shows as one more (give or
+    take the access log's clock, formatted anew when a second begins)."""
 
     def plain(n: int) -> tuple[str, bytes]:
-        return exchange(app, "/files/a.txt")
+        return exchange(app, "/files/big.bin", HTTP_RANGE="bytes=0-9")
 
     def with_an_extra_call(n: int) -> tuple[str, bytes]:
         len([])
-        return exchange(app, "/files/a.txt")
+        return exchange(app, "/files/big.bin", HTTP_RANGE="bytes=0-9")
 
-    assert calls_per_request(app, with_an_extra_call) == calls_per_request(app, plain) + 1
+    added = calls_per_request(app, with_an_extra_call) - calls_per_request(app, plain)
+    assert abs(added - 1) < 0.5
