@@ -110,9 +110,9 @@ def parse_range_header(value: str) -> tuple[RangeSpec, ...] | None:
     """
     plain = _PLAIN_SINGLE.fullmatch(value)
     if plain is not None:
-        first, last = int(plain[1]), int(plain[2]) if plain[2] else None
-        if last is None or last >= first:
-            return (RangeSpec(first, last),)
+        start, end = int(plain[1]), int(plain[2]) if plain[2] else None
+        if end is None or end >= start:
+            return (RangeSpec(start, end),)
         return None  # §14.1.1: last < first makes the whole header invalid
     unit, sep, range_set = value.partition("=")
     unit = unit.strip(_OWS)
