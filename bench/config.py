@@ -12,7 +12,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 MIB = 1024 * 1024
-SCENARIOS = ("single", "parallel", "fair", "cold", "ranges", "slow", "listing", "ceiling")
+SCENARIOS = (
+    "single", "parallel", "fair", "cold", "ranges", "slow", "steady", "listing", "ceiling"
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,10 @@ class BenchConfig:
     slow_reps: int = 3
     slow_rate: int = 100 * 1024  # bytes/s per reader, like curl --limit-rate 100k
     slow_seconds: float = 10.0  # each reader reads big.bin this long, then hangs up
+    #: Steady state (scenario "steady"): the goal's readers this long, CPU per GB counted
+    #: after the first slow_steady_skip seconds (set-up, buffers filling).
+    slow_steady_seconds: float = 70.0
+    slow_steady_skip: float = 10.0
     #: Fairness: probes per run (one every ``probe_interval`` s) and concurrent downloads.
     probes: int = 300
     probe_interval: float = 0.010
@@ -98,6 +104,8 @@ class BenchConfig:
             slow_counts=(50, 200),
             slow_reps=1,
             slow_seconds=4.0,
+            slow_steady_seconds=20.0,
+            slow_steady_skip=5.0,
             probes=100,
             wrk_seconds=3,
             budget_seconds=300,

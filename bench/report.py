@@ -416,6 +416,37 @@ def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
                 rows,
             )
         )
+    steady = results.get("steady")
+    if steady and "peers" in steady:
+        nginx_cpu = _best(steady, [p.name for p in NGINX], "steady_cpu_s_per_gb", low=True)
+        rows = []
+        for name, summary in steady["peers"].items():
+            m = summary["median"]
+            rows.append(
+                [
+                    LABELS[name],
+                    f"{_fmt(m.get('exact'))}/{steady['readers']}",
+                    _fmt(m.get("steady_cpu_s_per_gb"), 2),
+                    _fmt(_ratio(m.get("steady_cpu_s_per_gb"), nginx_cpu), 2),
+                    _fmt(m.get("server_cpu_s_per_gb"), 2),
+                    f"{len(summary['runs'])}",
+                ]
+            )
+        parts.append(
+            f"### 3b. Slow readers in a steady state ({steady['readers']} readers for "
+            f"{steady['seconds']:g} s; CPU counted after the first {steady['skip']:g} s)\n\n"
+            + _table(
+                [
+                    "peer",
+                    "bytes exact",
+                    "CPU-s/GB, steady",
+                    "x nginx",
+                    "CPU-s/GB, whole run",
+                    "runs",
+                ],
+                rows,
+            )
+        )
     fair = results.get("fair")
     if fair and "peers" in fair:
         base = fair["idle_baseline"]

@@ -140,6 +140,13 @@ def run_all(ctx: scenarios.Context, results: dict[str, Any]) -> None:
         ctx.log("phase D: the cost of one request, one worker each")
         with running(CEILING_PEERS, 1, data_root, ctx.tools, ctx.procs) as lone:
             _phase(results, "ceiling", True, ctx.log, lambda: scenarios.ceiling(ctx, lone))
+    _phase(
+        results,
+        "steady",
+        "steady" in chosen,
+        ctx.log,
+        lambda: scenarios.slow_steady(ctx, (*OURS, *NGINX)),
+    )
     if "slow" in chosen:
         ctx.log("phase C: slow readers, a fresh one-worker server per run")
     _phase(

@@ -461,8 +461,59 @@ def slow_readers(ctx: Context, peers: Sequence[Peer]) -> Result:
     }
 
 
-def _slow_run(ctx: Context, peer: Peer, count: int) -> Result:
+def slow_steady(ctx: Context, peers: Sequence[Peer]) -> Result:
+    """Goal 3 in a steady state: the goal's readers for ``slow_steady_seconds``, CPU per
+    GB taken only over the window after the first ``slow_steady_skip`` seconds, once
+    every connection is established and its kernel buffers are full (the 10 s runs
+    count the set-up too)."""
+    cfg = ctx.config
+    runs: dict[str, list[Result]] = {p.name: [] for p in peers}
+    for rep, order in rotations(list(peers), 1):
+        ctx.log(f"slow readers, steady: {cfg.slow_goal_count} readers, rep {rep + 1}")
+        for peer in order:
+            runs[peer.name].append(
+                _slow_run(ctx, peer, cfg.slow_goal_count, cfg.slow_steady_seconds)
+            )
+    return {
+        "readers": cfg.slow_goal_count,
+        "seconds": cfg.slow_steady_seconds,
+        "skip": cfg.slow_steady_skip,
+        "peers": {name: _summary(r, "steady_cpu_s_per_gb") for name, r in runs.items() if r},
+    }
+
+
+class _Window(threading.Thread):
+    """The worker's CPU and the bytes the server wrote, at two moments of a run."""
+
+    def __init__(self, pid: int, port: int, start: float, stop: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.port = pid, port
+        self.at = (time.monotonic() + start, time.monotonic() + stop)
+        self.samples: list[tuple[float, int | None]] = []
+
+    def run(self) -> None:
+        from bench.slowreaders import server_bytes_written
+
+        for moment in self.at:
+            time.sleep(max(0.0, moment - time.monotonic()))
+            try:
+                cpu = proc_stats.cpu_seconds([self.pid])
+            except OSError:
+                return
+            self.samples.append((cpu, server_bytes_written(self.port)))
+
+    def cpu_s_per_gb(self) -> float | None:
+        if len(self.samples) < 2:
+            return None
+        (cpu0, bytes0), (cpu1, bytes1) = self.samples
+        if bytes0 is None or bytes1 is None or bytes1 <= bytes0:
+            return None
+        return (cpu1 - cpu0) / ((bytes1 - bytes0) / GB)
+
+
+def _slow_run(ctx: Context, peer: Peer, count: int, seconds: float | None = None) -> Result:
     cfg, big = ctx.config, ctx.data.big
+    seconds = cfg.slow_seconds if seconds is None else seconds
     # Each download holds a connection slot: room for them all plus the probes.
     env = {"DL_WORKER_CONNECTIONS": str(max(1000, count + 64))}
     server = Server(peer, 1, ctx.data.root, ctx.tools, ctx.procs, env).start()
@@ -483,14 +534,17 @@ def _slow_run(ctx: Context, peer: Peer, count: int) -> Result:
             big.path,
             count,
             cfg.slow_rate,
-            cfg.slow_seconds,
+            seconds,
             ctx.tools.workdir / "logs" / "slowreaders.log",
         )
+        window = _Window(worker, server.port, min(cfg.slow_steady_skip, seconds / 2), seconds - 1)
+        window.start()
         try:
-            outcome = clients.slow_readers_result(client, cfg.slow_seconds + 60)
+            outcome = clients.slow_readers_result(client, seconds + 60)
         finally:
             ctx.procs.stop(client)
             sampler.stop()
+            window.join(timeout=5)
         cpu1 = _cpu(server, [worker])
         peak = max(sampler.peak_rss, proc_stats.peak_rss_bytes(worker))
         fds_after = _settled_fds(worker, idle_fds)
@@ -519,9 +573,10 @@ def _slow_run(ctx: Context, peer: Peer, count: int) -> Result:
         "server_cpu_s_per_gb_read": (cpu1 - cpu0) / (read_bytes / GB) if read_bytes else 0.0,
         "written_mb": written_bytes / 1e6,
         "read_mb": read_bytes / 1e6,
-        "aggregate_mb_s": read_bytes / cfg.slow_seconds / 1e6,
+        "steady_cpu_s_per_gb": window.cpu_s_per_gb(),
+        "aggregate_mb_s": read_bytes / seconds / 1e6,
         "reader_kib_s_median": (
-            median / cfg.slow_seconds / 1024 if isinstance(median, int | float) else 0.0
+            median / seconds / 1024 if isinstance(median, int | float) else 0.0
         ),
         "reader_bytes_min": outcome.get("reader_bytes_min", 0),
     }
