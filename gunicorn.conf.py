@@ -10,7 +10,8 @@ import os
 from typing import Any
 
 from config import Settings
-from service import admission, eventloop, metricsdir, serverlog
+from service.delivery import admission, eventloop
+from service.observability import metricsdir, serverlog
 
 _settings = Settings.from_env()
 # Made here, in the master, so that every forked worker counts in the same table.

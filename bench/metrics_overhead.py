@@ -58,8 +58,9 @@ def _round(app: Callable[..., Any]) -> float:
 def _recorder_alone(data: Path) -> float:
     """µs for the metrics' part of one request: started + finished on a record."""
     from config import Settings
-    from service import create_app, metrics
-    from service.accesslog import Transfer
+    from service import create_app
+    from service.observability import metrics
+    from service.observability.accesslog import Transfer
 
     recorder = metrics.install(create_app(Settings(data_root=data, metrics=False)), Settings())
     transfer = Transfer(dict(ENVIRON))
@@ -77,7 +78,7 @@ def main() -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # before prometheus_client loads
         from config import Settings
         from service import create_app
-        from service.accesslog import LOGGER
+        from service.observability.accesslog import LOGGER
 
         logging.getLogger(LOGGER).addHandler(logging.NullHandler())
         logging.getLogger(LOGGER).propagate = False

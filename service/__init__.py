@@ -2,7 +2,7 @@
 conditional semantics, for gunicorn with gevent workers.
 
 ``create_app`` is imported on first use, so gunicorn's master can import small parts
-of the package (``service.admission``) without loading Flask before the fork.
+of the package (``service.delivery.admission``) without loading Flask before the fork.
 """
 
 from __future__ import annotations

@@ -5,20 +5,23 @@ from __future__ import annotations
 from flask import Flask
 
 from config import Settings
-from service import accesslog, digests, faults
-from service.catalog import Catalog
-from service.diskio import DiskIO
-from service.errors import register_error_handlers
-from service.flaskapp import DownloadFlask
-from service.iopool import IOPool
-from service.links import make_signer
-from service.mounts import Mounts
-from service.storage import RootProbe, Storage
+from service import digests
+from service.observability import accesslog
+from service.storage import faults
+from service.storage.access import RootProbe, Storage
+from service.storage.catalog import Catalog
+from service.storage.diskio import DiskIO
+from service.storage.iopool import IOPool
+from service.storage.mounts import Mounts
+from service.web.errors import register_error_handlers
+from service.web.flaskapp import DownloadFlask
+from service.web.links import make_signer
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app; without ``settings`` they are read from ``DL_*`` variables."""
-    from service import health, offload, views
+    from service.delivery import offload
+    from service.web import health, views
 
     settings = Settings.from_env() if settings is None else settings.validated()
     app = DownloadFlask(__name__)
@@ -58,12 +61,13 @@ def _install_storage(app: Flask, settings: Settings) -> None:
 def _install_middleware(app: Flask, settings: Settings) -> None:
     """OPTIONS and CORS, the access log with the metrics as its observer, and outermost
     the client address from a trusted proxy, so both see the real client."""
-    from service import cors, forwarded
+    from service.web import cors, forwarded
 
     cors.install(app, settings.cors_policy())  # innermost: the access log sees its answers
     observers: list[accesslog.Observer] = []
     if settings.metrics:
-        from service import metrics  # loads prometheus_client: only when metrics are on
+        # prometheus_client is loaded only when metrics are on
+        from service.observability import metrics
 
         store = app.extensions["digests"]
         queue_length = store.queue_length if store is not None else None

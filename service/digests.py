@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings
-from service.catalog import Catalog, OpenFile
-from service.errors import CatalogError, StorageError
 from service.sansio import Representation
+from service.storage.catalog import Catalog, OpenFile
+from service.web.errors import CatalogError, StorageError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 from config.settings import SettingsError, read_setting
-from service.links import make_signer
 from service.sansio.signing import MAX_EXPIRES
+from service.web.links import make_signer
 
 _EXAMPLES = """\
 PATH is the URL path after /files/, unencoded: iso/debian 12.iso, or sub/ (with its

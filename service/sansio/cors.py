@@ -1,6 +1,6 @@
 """CORS (the Fetch standard, "CORS protocol") for the download routes: which origins may
 read an answer from script, and the header fields that say so. Pure: the WSGI glue that
-applies it is :mod:`service.cors`.
+applies it is :mod:`service.web.cors`.
 
 - ``*`` allows every origin. Nothing here is ever credentialed (no cookies, no HTTP
   authentication), so ``Access-Control-Allow-Credentials`` is never sent and ``*`` is

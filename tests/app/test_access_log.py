@@ -14,7 +14,7 @@ from flask import Flask
 
 from config import Settings
 from service import create_app
-from service.errors import TruncatedFileError
+from service.web.errors import TruncatedFileError
 from tests.app import BIG, BIG_SIZE, build_tree, wsgi_call
 from tests.support.access_log import AccessLines
 
@@ -176,7 +176,7 @@ def test_behind_a_proxy_the_client_is_the_one_a_trusted_proxy_names(
 
 
 def test_new_request_ids_are_32_hex_digits_and_differ_in_a_forked_worker() -> None:
-    from service.accesslog import _new_id
+    from service.observability.accesslog import _new_id
 
     ids = {_new_id() for _ in range(1000)}
     assert len(ids) == 1000

@@ -19,7 +19,7 @@ from werkzeug.test import TestResponse
 
 from config import Settings
 from service import create_app
-from service.browse import human_size
+from service.folders.browse import human_size
 from service.sansio.signing import Signer
 from tests.app import BIG, build_tree, wsgi_call
 from tests.support.shell import shell_words

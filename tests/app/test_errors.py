@@ -15,8 +15,8 @@ from werkzeug.test import TestResponse
 
 from config import Settings
 from service import create_app
-from service.catalog import Catalog
-from service.errors import (
+from service.storage.catalog import Catalog
+from service.web.errors import (
     BadPathError,
     CatalogError,
     ForbiddenError,
@@ -315,7 +315,7 @@ def test_a_failure_while_planning_closes_the_opened_file(
 
     fetch(client, "/files/a.txt")  # warm up
     assert client.application.extensions["digests"].wait_idle(10)  # hashed in the background
-    monkeypatch.setattr("service.views.plan_response", explode)
+    monkeypatch.setattr("service.web.views.plan_response", explode)
     before = open_fds()
     for _ in range(20):
         assert fetch(client, "/files/a.txt").status_code == 500

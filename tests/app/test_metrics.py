@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config import Settings
 from service import create_app
-from service.accesslog import AccessLog
-from service.errors import TruncatedFileError
+from service.observability.accesslog import AccessLog
+from service.web.errors import TruncatedFileError
 from tests.app import BIG, BIG_SIZE, MTIME_NS, build_tree, wsgi_call
 from tests.support.access_log import AccessLines
 

@@ -16,9 +16,10 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from config import Settings
-from service import create_app, links
+from service import create_app
 from service.sansio.signing import Signer
 from service.sign import main as sign_command
+from service.web import links
 from tests.app import BIG, BIG_SIZE, build_tree
 
 KEY = "test-key-0123456789-abcdefghijklmnop"

@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config import Settings
 from service import create_app
-from service.catalog import Catalog
-from service.errors import StorageBusyError
+from service.storage.catalog import Catalog
+from service.web.errors import StorageBusyError
 from tests.app import build_tree, wsgi_call
 from tests.support.access_log import AccessLines
 

@@ -15,7 +15,7 @@ from werkzeug.test import EnvironBuilder, TestResponse
 
 from config import Settings
 from service import create_app
-from service.errors import TruncatedFileError
+from service.web.errors import TruncatedFileError
 from tests.app import BIG, BIG_SIZE, build_tree, open_fds
 
 SHA256 = hashlib.sha256(BIG).hexdigest()

@@ -25,7 +25,7 @@ def test_lines_of_one_loop_turn_leave_in_one_write_after_it() -> None:
         """
         from gevent import monkey; monkey.patch_all()
         import gevent, os
-        from service import accesslog
+        from service.observability import accesslog
         writes = []
         real = os.write
         os.write = lambda fd, data: writes.append(bytes(data)) or real(fd, data)
@@ -48,7 +48,7 @@ def test_lines_pending_when_the_process_exits_are_written() -> None:
         """
         from gevent import monkey; monkey.patch_all()
         import sys
-        from service import accesslog
+        from service.observability import accesslog
         log = accesslog.LineWriter()
         log('{"last": true}')
         sys.exit(0)  # the loop never turns again: only the exit hook can write it

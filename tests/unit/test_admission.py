@@ -1,4 +1,4 @@
-"""service.admission: per-client download counts, shared by forked workers."""
+"""service.delivery.admission: per-client download counts, shared by forked workers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from service.admission import ClientTable
+from service.delivery.admission import ClientTable
 
 
 def test_a_client_is_admitted_up_to_its_limit() -> None:

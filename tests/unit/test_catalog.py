@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from service import openat2
-from service.catalog import Catalog, FolderEntry, OpenFile
-from service.errors import (
+from service.storage import openat2
+from service.storage.catalog import Catalog, FolderEntry, OpenFile
+from service.web.errors import (
     BadPathError,
     CatalogError,
     ForbiddenError,

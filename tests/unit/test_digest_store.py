@@ -15,8 +15,8 @@ import pytest
 
 from config import Settings
 from service import digests
-from service.catalog import Catalog
 from service.digests import DigestCache, DigestStore, hash_version, open_store
+from service.storage.catalog import Catalog
 
 OLD_NS = 1_700_000_000_000_000_000  # long settled: no racy-timestamp wait
 

@@ -1,4 +1,4 @@
-"""service.diskio: reads the kernel vouches for run on the loop, all others in threads."""
+"""service.storage.diskio: reads the kernel vouches for run on the loop, all others in threads."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from service import diskio
-from service.catalog import Catalog, OpenFile
-from service.diskio import DiskIO
-from service.errors import StorageError
-from service.iopool import IOPool
-from service.mounts import Mounts
+from service.storage import diskio
+from service.storage.catalog import Catalog, OpenFile
+from service.storage.diskio import DiskIO
+from service.storage.iopool import IOPool
+from service.storage.mounts import Mounts
+from service.web.errors import StorageError
 
 SIZE = 8 * 1024 * 1024
 CONTENT = os.urandom(SIZE)

@@ -1,4 +1,4 @@
-"""service.faults: each storage fault as one line, and what the transfer records."""
+"""service.storage.faults: each storage fault as one line, and what the transfer records."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from service.accesslog import Transfer
-from service.errors import StorageError, StorageTimeoutError, TruncatedFileError
-from service.faults import TransferFaults, describe
+from service.observability.accesslog import Transfer
+from service.storage.faults import TransferFaults, describe
+from service.web.errors import StorageError, StorageTimeoutError, TruncatedFileError
 
 
 def transfer() -> Transfer:

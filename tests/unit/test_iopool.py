@@ -1,4 +1,4 @@
-"""service.iopool: blocking calls in threads, capped per file and for the pool, timed.
+"""service.storage.iopool: blocking calls in threads, capped per file and for the pool, timed.
 
 Each scenario runs in a monkey-patched subprocess, as in a gevent worker.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.iopool import IOPool
+from service.storage.iopool import IOPool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,8 +20,8 @@ PRELUDE = """
 from gevent import monkey
 monkey.patch_all()
 import threading, time, gevent
-from service.errors import StorageBusyError, StorageTimeoutError
-from service.iopool import IOPool
+from service.web.errors import StorageBusyError, StorageTimeoutError
+from service.storage.iopool import IOPool
 real_sleep = monkey.get_original("time", "sleep")
 RealEvent = monkey.get_original("threading", "Event")
 release = RealEvent()

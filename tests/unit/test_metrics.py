@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from config import Settings, SettingsError
-from service import metrics, metricsdir
-from service.accesslog import Transfer
-from service.metrics import Metrics, Recorder
+from service.observability import metrics, metricsdir
+from service.observability.accesslog import Transfer
+from service.observability.metrics import Metrics, Recorder
 from service.sansio import Conditions, Policy, Representation, plan_response
 
 LOOPBACK = Settings().metrics_allow

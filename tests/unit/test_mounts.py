@@ -1,11 +1,11 @@
-"""service.mounts: which devices the event loop may trust, from /proc/self/mountinfo."""
+"""service.storage.mounts: which devices the event loop may trust, from /proc/self/mountinfo."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from service.mounts import Mounts, read_mount_types
+from service.storage.mounts import Mounts, read_mount_types
 
 MOUNTINFO = """\
 27 1 254:0 / / rw,relatime - ext4 /dev/vda rw

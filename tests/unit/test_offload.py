@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from config import Settings, SettingsError
-from service.forwarded import PEER_KEY, TrustedProxy
 from service.sansio import Conditions, Policy, Representation, Span, plan_response
 from service.sansio.offload import (
     DeliveryReport,
@@ -21,6 +20,7 @@ from service.sansio.offload import (
     nginx_range_spans,
     parse_report,
 )
+from service.web.forwarded import PEER_KEY, TrustedProxy
 
 SIZE = 1000
 REP = Representation("file.bin", SIZE, 1_704_164_645 * 10**9)

@@ -1,4 +1,4 @@
-"""service.serverlog: a client send timeout is one INFO line; other errors stay errors."""
+"""serverlog: a client send timeout is one INFO line; other errors stay errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from service import serverlog
+from service.observability import serverlog
 
 
 def gunicorn_record(error: BaseException) -> logging.LogRecord:

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.catalog import Catalog, OpenFile
-from service.diskio import DiskIO
-from service.errors import StorageError, TruncatedFileError
-from service.iopool import IOPool
-from service.mounts import Mounts
+from service.delivery.streaming import Primed, iter_body, prime
 from service.sansio import Conditions, Policy, Span, plan_response
 from service.sansio.multipart import Segment, body_length, layout
-from service.streaming import Primed, iter_body, prime
+from service.storage.catalog import Catalog, OpenFile
+from service.storage.diskio import DiskIO
+from service.storage.iopool import IOPool
+from service.storage.mounts import Mounts
+from service.web.errors import StorageError, TruncatedFileError
 
 SIZE = 10_000
 CONTENT = bytes((i * 7 + i // 251) % 256 for i in range(SIZE))
@@ -136,7 +136,7 @@ def test_the_stream_yields_to_the_event_loop_every_yield_interval(
     opened: OpenFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sleeps: list[float] = []
-    monkeypatch.setattr("service.streaming.time.sleep", sleeps.append)
+    monkeypatch.setattr("service.delivery.streaming.time.sleep", sleeps.append)
     chunks = list(iter_body(opened, [Span(0, SIZE)], 1000, yield_interval=3000))
     assert len(chunks) == 10
     assert sleeps == [0] * 3  # after 3000, 6000 and 9000 bytes
@@ -152,7 +152,7 @@ def test_under_gevent_each_yield_lets_the_loop_poll_sockets(tmp_path: Path) -> N
         "from gevent import monkey\n"
         "monkey.patch_all()\n"
         "import socket, time, gevent\n"
-        "from service.streaming import Throttle\n"
+        "from service.delivery.streaming import Throttle\n"
         "near, far = socket.socketpair()\n"
         "yields, seen = [0], []\n"
         "reader = gevent.spawn(lambda: seen.append((far.recv(1), yields[0])))\n"

@@ -1,4 +1,4 @@
-"""The zero-copy path of service.streaming: sendfile onto the client socket.
+"""The zero-copy path of service.delivery.streaming: sendfile onto the client socket.
 
 Runs against a real socket pair (a reader thread drains the far end), so the kernel's
 sendfile really carries the bytes; the choice of path is tested on WSGI environs.
@@ -14,12 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from service.catalog import OpenFile
-from service.diskio import DiskIO
-from service.errors import TruncatedFileError
+from service.delivery.streaming import (
+    PRIMER,
+    SENDFILE_STEP,
+    SMALL_BODY,
+    iter_body,
+    zero_copy_socket,
+)
 from service.sansio import Span
 from service.sansio.multipart import layout
-from service.streaming import PRIMER, SENDFILE_STEP, SMALL_BODY, iter_body, zero_copy_socket
+from service.storage.catalog import OpenFile
+from service.storage.diskio import DiskIO
+from service.web.errors import TruncatedFileError
 
 SIZE = 3 * 1024 * 1024 + 17
 CONTENT = os.urandom(SIZE)

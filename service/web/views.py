@@ -12,20 +12,21 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from config import Settings
-from service import browse, faults
-from service.accesslog import KIND_KEY, TRANSFER_KEY
-from service.checksums import checksum_listing
+from service.delivery.responses import file_response
 from service.digests import entry_path, with_digest
-from service.errors import IsFolderError
-from service.links import entry_signer, require_signature
-from service.listing import KnownDigest, folder_document
-from service.responses import file_response
+from service.folders import browse
+from service.folders.checksums import checksum_listing
+from service.folders.listing import KnownDigest, folder_document
+from service.observability.accesslog import KIND_KEY, TRANSFER_KEY
 from service.sansio import Conditions, Policy, plan_response
-from service.storage import Storage
+from service.storage import faults
+from service.storage.access import Storage
+from service.web.errors import IsFolderError
+from service.web.links import entry_signer, require_signature
 
 bp = Blueprint("files", __name__)
 bp.before_request(require_signature)  # signed links: checked before the catalog is asked
-# OPTIONS is answered by service.cors before a view runs; listed, so a 405 names it.
+# OPTIONS is answered by service.web.cors before a view runs; listed, so a 405 names it.
 _METHODS = {"methods": ["GET", "HEAD", "OPTIONS"], "provide_automatic_options": False}
 
 

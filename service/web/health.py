@@ -1,11 +1,11 @@
 """Liveness: ``GET /healthz`` answers 200 while the worker can make progress on its data
-root, else 503 with the reason (:class:`service.storage.RootProbe` has the rule)."""
+root, else 503 with the reason (:class:`service.storage.access.RootProbe` has the rule)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from service.errors import text_response
+from service.web.errors import text_response
 
 bp = Blueprint("health", __name__)
 

@@ -21,15 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import (
-    BadPathError,
-    CatalogError,
-    ForbiddenError,
-    IsFolderError,
-    NotFoundError,
-    StorageError,
-)
-from service.openat2 import (
+from service.sansio import Representation
+from service.storage.openat2 import (
     RESOLVE_BENEATH,
     RESOLVE_CACHED,
     RESOLVE_NO_MAGICLINKS,
@@ -37,7 +30,14 @@ from service.openat2 import (
     RESOLVE_NO_XDEV,
     openat2,
 )
-from service.sansio import Representation
+from service.web.errors import (
+    BadPathError,
+    CatalogError,
+    ForbiddenError,
+    IsFolderError,
+    NotFoundError,
+    StorageError,
+)
 
 #: The plain ``close(2)``. gevent's patched ``os.close`` first ``fstat``s the descriptor,
 #: on the event loop: a failing file system then raises EIO from the close and leaves the
@@ -122,7 +122,7 @@ class Catalog:
         cannot be promised: a lookup not in the kernel's dentry cache, a symlink on the
         path, a mount crossed. The caller then runs :meth:`open_file` in a thread.
 
-        Only for a root on a local file system (``service.mounts``): there ``fstat`` of
+        Only for a root on a local file system (``service.storage.mounts``): there ``fstat`` of
         an open file is a memory read. The name rules are :meth:`open_file`'s; with no
         symlink and no ``..``, the path cannot leave the root.
         """

@@ -5,7 +5,7 @@ zero-copy path: body bytes count once the server asked for the next chunk (so th
 previous one was written) plus what ``sendfile`` wrote past the server. How the
 transfer ended is one of ``complete``, ``aborted`` (the client left or stalled),
 ``truncated`` (the file shrank under it), ``storage_error`` (the storage failed or
-stalled: :mod:`service.faults`), ``error`` or ``offloaded`` (nginx sends the body,
+stalled: :mod:`service.storage.faults`), ``error`` or ``offloaded`` (nginx sends the body,
 ``DL_OFFLOAD``). ``status`` is null when the answer failed before its status line went
 out. nginx's report of an offloaded delivery is logged as a request
 for ``/_offload/done`` with the original request's ``id``, the bytes nginx sent, its
@@ -39,9 +39,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TextIO
 from urllib.parse import quote
 
-from service.errors import StorageError, TruncatedFileError
-from service.eventloop import loop_callback
+from service.delivery.eventloop import loop_callback
 from service.sansio.offload import DeliveryReport
+from service.web.errors import StorageError, TruncatedFileError
 
 TRANSFER_KEY = "download_service.transfer"
 #: Where the view says what kind of answer it gave (``Plan.kind``, ``listing``, ...).

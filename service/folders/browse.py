@@ -73,7 +73,7 @@ def wants_html(request: Request) -> bool:
 
 
 def page(document: dict[str, Any], request: Request, signed: bool, checksums: bool) -> Response:
-    """The listing ``document`` (from :func:`service.listing.folder_document`) as HTML.
+    """The listing ``document`` (from :func:`service.folders.listing.folder_document`) as HTML.
 
     ``signed``: the listing came through a signed link, so folders above it are shown
     without links (their URLs would need signatures of their own). ``checksums``: the

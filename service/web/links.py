@@ -13,8 +13,8 @@ from collections.abc import Callable
 from flask import Response, current_app, request
 
 from config import Settings
-from service.errors import text_response
 from service.sansio.signing import EXPIRES, SIGNATURE, Signer, Verdict
+from service.web.errors import text_response
 
 
 def make_signer(keys: tuple[str, ...]) -> Signer | None:

@@ -14,10 +14,10 @@ import logging
 
 from flask import Flask, Response, request
 
-from service.accesslog import TRANSFER_KEY, Transfer
-from service.catalog import FolderEntry
 from service.digests import entry_path
-from service.errors import RETRY_AFTER, StorageError, TruncatedFileError, text_response
+from service.observability.accesslog import TRANSFER_KEY, Transfer
+from service.storage.catalog import FolderEntry
+from service.web.errors import RETRY_AFTER, StorageError, TruncatedFileError, text_response
 
 log = logging.getLogger("service.storage")
 

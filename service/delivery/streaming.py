@@ -18,7 +18,7 @@ the worker). The first file bytes are read before the response starts (:func:`pr
 so a storage error there is a clean 503. A storage error or a file that comes up short
 later is reported to the sink and ends the connection, never leaving a short body on a
 keep-alive connection. The descriptor is closed when the body ends, fails, or the client
-goes away. Reads that could wait for storage run in a thread (:mod:`service.diskio`).
+goes away. Reads that could wait for storage run in a thread (:mod:`service.storage.diskio`).
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from service.catalog import OpenFile
-from service.diskio import DiskIO
-from service.errors import StorageError, TruncatedFileError
-from service.eventloop import pause_cooperatively
-from service.iopool import IOPool
-from service.mounts import Mounts
+from service.delivery.eventloop import pause_cooperatively
 from service.sansio import Span
 from service.sansio.multipart import Segment
 from service.sansio.pacing import RateLimit
+from service.storage.catalog import OpenFile
+from service.storage.diskio import DiskIO
+from service.storage.iopool import IOPool
+from service.storage.mounts import Mounts
+from service.web.errors import StorageError, TruncatedFileError
 
 #: Bytes sent through the server before switching to sendfile. Any non-empty chunk
 #: carries the header section out (PEP 3333 servers send headers with the first
@@ -127,7 +127,7 @@ class Throttle:
 
 class Sink(Protocol):
     """Who hears about bytes written past the server, a departed client, and a transfer
-    cut by its storage (the access log's record, through :mod:`service.faults`)."""
+    cut by its storage (the access log's record, through :mod:`service.storage.faults`)."""
 
     def sent_directly(self, count: int) -> None: ...
 

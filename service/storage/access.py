@@ -1,10 +1,10 @@
 """The request path's door to the data root: catalog calls that never wait on the loop.
 
-On a root on a local file system (:mod:`service.mounts`), a file is opened right on the
+On a root on a local file system (:mod:`service.storage.mounts`), a file is opened right on the
 event loop when the kernel promises the lookup needs no I/O (``openat2`` with
 ``RESOLVE_CACHED``: :meth:`Catalog.open_cached`). Any other open, every listing, and
 every call on a root on NFS, FUSE or another file system that may wait on a server, runs
-in the worker's I/O threads (:mod:`service.iopool`), capped per path and timed.
+in the worker's I/O threads (:mod:`service.storage.iopool`), capped per path and timed.
 
 :class:`RootProbe` answers ``/healthz``: can this worker still make progress on its root?
 """
@@ -15,10 +15,10 @@ import os
 import time
 from typing import Any
 
-from service import openat2
-from service.catalog import Catalog, FolderEntry, OpenFile
-from service.iopool import SATURATED_AFTER, IOPool, gevent_active
-from service.mounts import Mounts
+from service.storage import openat2
+from service.storage.catalog import Catalog, FolderEntry, OpenFile
+from service.storage.iopool import SATURATED_AFTER, IOPool, gevent_active
+from service.storage.mounts import Mounts
 
 #: ``/healthz`` fails when a ``stat`` of the data root takes longer than this.
 PROBE_SECONDS = 2.0

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from service.catalog import FolderEntry
 from service.sansio import Representation
+from service.storage.catalog import FolderEntry
 
 Sign = Callable[[str], str]
 #: The SHA-256 of an entry's version if known: (entry name, size, mtime_ns) -> digest.

@@ -24,11 +24,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 
 from config import Settings
-from service import admission
-from service.accesslog import KIND_KEY, TRANSFER_KEY, Transfer
-from service.catalog import Catalog, OpenFile
-from service.errors import status_line, text_response
-from service.forwarded import PEER_KEY, TrustedProxy
+from service.delivery import admission
+from service.observability.accesslog import KIND_KEY, TRANSFER_KEY, Transfer
 from service.sansio import Plan
 from service.sansio.media_types import guess_type
 from service.sansio.offload import (
@@ -40,6 +37,9 @@ from service.sansio.offload import (
     parse_report,
 )
 from service.sansio.plan import CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED
+from service.storage.catalog import Catalog, OpenFile
+from service.web.errors import status_line, text_response
+from service.web.forwarded import PEER_KEY, TrustedProxy
 
 #: nginx has no X-Accel header for limit_rate_after: the location reads this one.
 RATE_AFTER_HEADER = "X-Download-Limit-Rate-After"

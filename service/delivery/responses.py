@@ -15,15 +15,21 @@ from flask import Response, current_app, stream_with_context
 from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
-from service import admission, offload
-from service.accesslog import KIND_KEY, TRANSFER_KEY
-from service.catalog import OpenFile
-from service.diskio import DiskIO
-from service.errors import RETRY_AFTER, status_line, text_response
-from service.faults import TransferFaults
+from service.delivery import admission, offload
+from service.delivery.streaming import (
+    iter_body,
+    limit_send_time,
+    prime,
+    uses_sendfile,
+    zero_copy_socket,
+)
+from service.observability.accesslog import KIND_KEY, TRANSFER_KEY
 from service.sansio import Plan
 from service.sansio.pacing import RateLimit
-from service.streaming import iter_body, limit_send_time, prime, uses_sendfile, zero_copy_socket
+from service.storage.catalog import OpenFile
+from service.storage.diskio import DiskIO
+from service.storage.faults import TransferFaults
+from service.web.errors import RETRY_AFTER, status_line, text_response
 
 
 class PlannedResponse(Response):

@@ -4,7 +4,7 @@ log lines written through it.
 gunicorn logs every socket error but EPIPE, ECONNRESET and ENOTCONN at ERROR with a
 traceback. One more is expected here: a client that accepts no bytes for
 ``DL_SEND_TIMEOUT`` ends gunicorn's send with ``TimeoutError``, raised by the socket
-timeout that :func:`service.streaming.limit_send_time` sets (nginx's ``send_timeout``).
+timeout that :func:`service.delivery.streaming.limit_send_time` sets (nginx's ``send_timeout``).
 That is the client's doing, and the access log already records the transfer as
 ``aborted``; so it becomes one INFO line, as nginx logs "client timed out".
 """

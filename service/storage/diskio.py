@@ -3,14 +3,14 @@ stalls or fails.
 
 A regular file is always "ready" to epoll, so under gevent a read that has to wait for
 the disk blocks every greenlet of the worker. Where the file system can say so (a local
-one that supports ``preadv2(RWF_NOWAIT)``, :mod:`service.mounts`), we ask the kernel,
+one that supports ``preadv2(RWF_NOWAIT)``, :mod:`service.storage.mounts`), we ask the kernel,
 without waiting, whether the first and last pages of a range are in the page cache, and
 read cached ranges right on the loop. Everything else (a cold range, any read from NFS,
 FUSE and other file systems the kernel cannot vouch for) runs in the worker's I/O
-threads (:mod:`service.iopool`), capped per file and timed. Sequential readahead fills
+threads (:mod:`service.storage.iopool`), capped per file and timed. Sequential readahead fills
 a range front to back, so its two ends are a cheap and good proxy for the whole.
 
-A failed read raises :class:`~service.errors.StorageError` with the offset it failed at.
+A failed read raises :class:`~service.web.errors.StorageError` with the offset it failed at.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from service.catalog import OpenFile
-from service.errors import StorageError
-from service.iopool import IOPool
-from service.mounts import Mounts
+from service.storage.catalog import OpenFile
+from service.storage.iopool import IOPool
+from service.storage.mounts import Mounts
+from service.web.errors import StorageError
 
 T = TypeVar("T")
 

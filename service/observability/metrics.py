@@ -3,7 +3,7 @@
 Fed by the access log's record of each request (:class:`Recorder` is its observer), so
 the bytes are the ones really delivered, ``sendfile`` included, and nothing counts twice.
 Under gunicorn every worker writes its values to the master's folder
-(:mod:`service.metricsdir`) and a scrape of any worker reads the sum of all of them.
+(:mod:`service.observability.metricsdir`) and a scrape of any worker reads the sum of all of them.
 
 The ``kind`` label is a closed set: ``full`` (200 with the file), ``range`` (206, one
 range), ``multipart`` (206, multipart/byteranges), ``not_modified`` (304),
@@ -42,13 +42,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from config import Settings
 from config.settings import Network
-from service.accesslog import KIND_KEY, Transfer
-from service.errors import text_response
-from service.eventloop import Later, loop_callback
-from service.metricsdir import ENV
+from service.delivery.eventloop import Later, loop_callback
+from service.observability.accesslog import KIND_KEY, Transfer
+from service.observability.metricsdir import ENV
 from service.sansio.addresses import local_or_within
 from service.sansio.offload import REPORT_KIND
 from service.sansio.plan import TRANSFER_KINDS
+from service.web.errors import text_response
 
 KINDS = frozenset(
     {*TRANSFER_KINDS, "not_modified", "precondition_failed", "range_not_satisfiable"}

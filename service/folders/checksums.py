@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 from flask import Response
 
-from service.catalog import FolderEntry
 from service.digests import DigestStore, entry_path
-from service.errors import text_response
+from service.storage.catalog import FolderEntry
+from service.web.errors import text_response
 
 PENDING = "# not hashed yet, ask again later: "
 UNAVAILABLE = "# unavailable, storage error {}: "

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from service.errors import StorageBusyError, StorageTimeoutError
+from service.web.errors import StorageBusyError, StorageTimeoutError
 
 T = TypeVar("T")
 
