@@ -66,6 +66,9 @@ class Settings:
     digests: bool = True
     digest_cache: Path | None = None  # None: service.digests.default_cache_dirs()
     etag: str = "mtime"
+    # Folder archives (?format=tar): off answers them 404; larger trees get a 403.
+    archives: bool = True
+    archive_max_members: int = 100_000
     # Signed links: off while no key is set. Kept out of repr, so keys never reach a log.
     signing_key: tuple[str, ...] = field(default=(), repr=False)
     signing_bind_client: bool = False
@@ -280,6 +283,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "digests": _boolean,
     "digest_cache": _path,
     "etag": _choice("mtime", "digest"),
+    "archives": _boolean,
+    "archive_max_members": _integer(1, 10_000_000),
     "log_level": _choice("debug", "info", "warning", "error", "critical"),
     "signing_key": _signing_keys,
     "signing_bind_client": _boolean,

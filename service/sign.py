@@ -7,23 +7,31 @@ Reads the signing key (the first of ``DL_SIGNING_KEY``), ``DL_SIGNING_BIND_CLIEN
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 from config.settings import SettingsError, read_setting
+from service.sansio.archive import FORMATS
 from service.sansio.signing import MAX_EXPIRES
 from service.web.links import make_signer
 
 _EXAMPLES = """\
 PATH is the URL path after /files/, unencoded: iso/debian 12.iso, or sub/ (with its
-slash) for a folder's listing, whose entries then come signed until the same time.
+slash) for a folder's listing, whose entries then come signed until the same time, or
+sub/?format=tar for the folder's archive (?format=tar alone for the root's).
 
 examples:
   DL_SIGNING_KEY=... python -m service.sign iso/debian.iso --ttl 600
   python -m service.sign sub/ --base-url https://files.example.org
+  python -m service.sign 'sub/?format=tar'
 """
+
+
+#: The one path form with a query: a folder's archive (``sub/?format=tar``).
+_ARCHIVE_PATH = re.compile(r"(?:.*/)?\?format=(?:" + "|".join(FORMATS) + ")")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +79,9 @@ def main(
         parser.error("DL_SIGNING_KEY is not set: there is no key to sign with")
     if args.path.startswith("/"):
         parser.error("PATH is the part of the URL after /files/, without a leading slash")
+    if "?" in args.path and not _ARCHIVE_PATH.fullmatch(args.path):
+        kinds = ", ".join(FORMATS)
+        parser.error(f"PATH: only a folder's archive has a query: FOLDER/?format=({kinds})")
     if bind_client and args.client is None:
         parser.error("DL_SIGNING_BIND_CLIENT is on: pass --client ADDR")
     if not bind_client and args.client is not None:
@@ -82,7 +93,9 @@ def main(
         query = signer.query(args.path, expires, args.client)
     except ValueError as error:
         parser.error(f"--client: {error}")
-    print(f"{args.base_url.rstrip('/')}/files/{quote(args.path)}?{query}")
+    folder, mark, archive = args.path.partition("?")
+    target = quote(folder) + (f"?{archive}&{query}" if mark else f"?{query}")
+    print(f"{args.base_url.rstrip('/')}/files/{target}")
     return 0
 
 

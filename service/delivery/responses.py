@@ -16,7 +16,9 @@ from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
 from service.delivery import admission, offload
+from service.delivery.archives import MemberOpener, iter_archive
 from service.delivery.streaming import (
+    SMALL_BODY,
     iter_body,
     limit_send_time,
     prime,
@@ -25,6 +27,7 @@ from service.delivery.streaming import (
 )
 from service.observability.accesslog import KIND_KEY, TRANSFER_KEY
 from service.sansio import Plan
+from service.sansio.archive import Layout
 from service.sansio.pacing import RateLimit
 from service.storage.catalog import OpenFile
 from service.storage.diskio import DiskIO
@@ -111,6 +114,55 @@ def file_response(
     return PlannedResponse(
         body_iter, status_line(plan.status), plan.headers, direct_passthrough=True
     )
+
+
+def archive_response(
+    layout: Layout,
+    plan: Plan,
+    opener: MemberOpener,
+    settings: Settings,
+    environ: MutableMapping[str, Any],
+    path: str,
+) -> Response:
+    """Stream an archive's planned body (:mod:`service.delivery.archives`): a download
+    like a file's, one admission slot for the whole archive, never offloaded (nginx
+    holds no file with these bytes)."""
+    if not plan.reads_file:
+        environ[KIND_KEY] = plan.kind
+        body = [s for s in plan.body if isinstance(s, bytes)]
+        return PlannedResponse(
+            body, status_line(plan.status), plan.headers, direct_passthrough=True
+        )
+    ticket = _admit(settings, environ)
+    if ticket is None:
+        return _too_many_downloads()
+    environ[KIND_KEY] = plan.kind
+    headers = plan.headers
+    if settings.offload == "x-accel":
+        headers = offload.streamed(plan).headers
+    disk: DiskIO = current_app.extensions["disk"]
+    sock = zero_copy_socket(environ, settings.sendfile)
+    restore_timeout = limit_send_time(environ, settings.send_timeout)
+    chunks = iter_archive(
+        layout,
+        plan.body,
+        opener,
+        disk,
+        settings.chunk_size,
+        settings.yield_interval,
+        sock if sock is not None and _file_bytes(plan) > SMALL_BODY else None,
+        _rate_limit(settings),
+        TransferFaults(environ.get(TRANSFER_KEY), path, layout.length),
+        _connection_closer(environ),
+    )
+    body_iter: Iterable[bytes] = ClosingIterator(
+        stream_with_context(chunks), [ticket.release, restore_timeout]
+    )
+    return PlannedResponse(body_iter, status_line(plan.status), headers, direct_passthrough=True)
+
+
+def _file_bytes(plan: Plan) -> int:
+    return sum(segment.length for segment in plan.body if not isinstance(segment, bytes))
 
 
 def _connection_closer(environ: Mapping[str, Any]) -> Callable[[], bool]:

@@ -235,12 +235,12 @@ def _copy_all(
     primed: Primed | None,
 ) -> Iterator[bytes]:
     for segment in body:
-        yield from _copy(disk, file, segment, chunk_size, throttle, primed)
+        yield from copy_segment(disk, file, segment, chunk_size, throttle, primed)
         if isinstance(segment, Span):
             primed = None  # only ever the first span's
 
 
-def _copy(
+def copy_segment(
     disk: DiskIO,
     file: OpenFile,
     segment: Segment,
@@ -280,20 +280,20 @@ def _zero_copy(
     primed: Primed | None,
 ) -> Iterator[bytes]:
     first, rest = _split_primer(body)
-    yield from _copy(disk, file, first, PRIMER, throttle, primed)
+    yield from copy_segment(disk, file, first, PRIMER, throttle, primed)
     # The header section and the primer are on the wire: the rest bypasses the server.
     direct = throttle.sent
     try:
         for segment in rest:
             if isinstance(segment, Span):
-                _sendfile(disk, sock, file, segment, throttle)
+                send_span(disk, sock, file, segment, throttle)
             else:
                 sock.sendall(segment)
                 throttle.account(len(segment))
     except (ConnectionError, TimeoutError):
         # The client left or stalled past the socket's timeout. The server does not
         # know what we sent, so end the connection here: it then reads EOF and closes.
-        _shut_down(sock)
+        shut_down(sock)
         if sink is not None:
             sink.client_left()
     finally:
@@ -313,7 +313,7 @@ def _split_primer(body: Sequence[Segment]) -> tuple[Segment, list[Segment]]:
     return first, rest
 
 
-def _sendfile(
+def send_span(
     disk: DiskIO, sock: socket.socket, file: OpenFile, span: Span, throttle: Throttle
 ) -> None:
     out = sock.fileno()
@@ -346,7 +346,7 @@ def _wait_writable(fileno: int, timeout: float | None) -> None:
     wait_write(fileno, timeout=timeout, timeout_exc=TimeoutError("send timed out"))
 
 
-def _shut_down(sock: socket.socket) -> None:
+def shut_down(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

@@ -21,7 +21,7 @@ import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from flask import Request, Response, render_template
 from markupsafe import Markup, escape
@@ -99,6 +99,11 @@ def page(document: dict[str, Any], request: Request, signed: bool, checksums: bo
         # Hidden fields of the page's forms: its signature (and format) travel along.
         play_fields=[(k, v) for k, v in request.args.items(multi=True) if k != PLAY],
         sums_fields=[*kept, ("format", "sha256")] if checksums else None,
+        # Each archive is a form too: its URL's query (a signature of its own) as fields.
+        archive_forms=[
+            (kind, parse_qsl(urlsplit(url).query))
+            for kind, url in document.get("archives", {}).items()
+        ],
         nonce=nonce,
     )
     response = Response(html, mimetype="text/html")

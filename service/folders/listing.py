@@ -9,7 +9,7 @@ An entry the storage would not describe (its ``stat`` failed) is still listed, w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +38,18 @@ def folder_document(
             _entry(url_prefix, entry, sign, known_digest, digest_etag) for entry in entries
         ],
     }
+
+
+def archive_urls(url_prefix: str, kinds: Iterable[str], sign: Sign | None) -> dict[str, str]:
+    """The folder's archive URLs by format; signed like its entries, for the archive's
+    own path form (:func:`service.sansio.archive.signed_path`)."""
+    urls = {}
+    for kind in kinds:
+        query = f"format={kind}"
+        urls[kind] = (
+            f"{url_prefix}?{query}" if sign is None else f"{url_prefix}?{query}&{sign('?' + query)}"
+        )
+    return urls
 
 
 def _entry(

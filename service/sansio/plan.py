@@ -58,9 +58,13 @@ class Representation:
     size: int
     mtime_ns: int
     sha256: bytes | None = None
+    #: A strong tag made elsewhere (an archive's, from its members), instead of size-mtime.
+    tag: EntityTag | None = None
 
     @property
     def etag(self) -> EntityTag:
+        if self.tag is not None:
+            return self.tag
         return make_etag(self.size, self.mtime_ns)
 
     def etags(self, from_digest: bool) -> tuple[EntityTag, ...]:

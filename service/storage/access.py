@@ -15,6 +15,7 @@ import os
 import time
 from typing import Any
 
+from service.sansio.archive import Member
 from service.storage import openat2
 from service.storage.catalog import Catalog, FolderEntry, OpenFile
 from service.storage.iopool import SATURATED_AFTER, IOPool, gevent_active
@@ -41,6 +42,10 @@ class Storage:
 
     def list_folder(self, name: str) -> list[FolderEntry]:
         return self.pool.call(("path", name), self.catalog.list_folder, name)
+
+    def walk_tree(self, name: str, max_members: int) -> list[Member]:
+        """A folder's whole tree (:meth:`Catalog.walk_tree`), walked in an I/O thread."""
+        return self.pool.call(("path", name), self.catalog.walk_tree, name, max_members)
 
     def _fast_open(self) -> bool:
         if self._open_on_loop is None:

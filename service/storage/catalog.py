@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.sansio import Representation
+from service.sansio.archive import Member
 from service.storage.openat2 import (
     RESOLVE_BENEATH,
     RESOLVE_CACHED,
@@ -37,6 +38,7 @@ from service.web.errors import (
     IsFolderError,
     NotFoundError,
     StorageError,
+    TooManyMembersError,
 )
 
 #: The plain ``close(2)``. gevent's patched ``os.close`` first ``fstat``s the descriptor,
@@ -205,6 +207,64 @@ class Catalog:
         is_folder = stat.S_ISDIR(facts.st_mode)
         size = 0 if is_folder else facts.st_size
         return FolderEntry(item.name, is_folder, size, facts.st_mtime_ns)
+
+    def walk_tree(self, url_path: str, max_members: int) -> list[Member]:
+        """Every servable entry below the folder at ``url_path``, recursively, as archive
+        members (paths below it, in no particular order): what the listings of the folder
+        and its subfolders show, by the same rules. A symlinked folder that leads back to
+        one of its own ancestors is left out (it would never end). Raises
+        TooManyMembersError past ``max_members``, StorageError when an entry cannot be
+        examined (an archive with a hole would not be the folder)."""
+        segments = self._segments(url_path.removesuffix("/"))
+        top = self._resolve(segments)
+        with _os_errors():
+            facts = os.stat(top)
+        if not stat.S_ISDIR(facts.st_mode):
+            raise NotFoundError
+        members: list[Member] = []
+        pending = [("", top, frozenset({(facts.st_dev, facts.st_ino)}))]
+        while pending:
+            prefix, real, ancestors = pending.pop()
+            with _os_errors(), os.scandir(real) as scan:
+                items = list(scan)
+            for item in items:
+                found = self._tree_entry(item)
+                if found is None:
+                    continue
+                facts = found
+                path = prefix + item.name
+                if stat.S_ISDIR(facts.st_mode):
+                    node = (facts.st_dev, facts.st_ino)
+                    if node in ancestors:
+                        continue
+                    members.append(Member(path, 0, facts.st_mtime_ns, is_folder=True))
+                    pending.append((path + "/", item.path, ancestors | {node}))
+                else:
+                    executable = bool(facts.st_mode & 0o111)
+                    members.append(
+                        Member(path, facts.st_size, facts.st_mtime_ns, False, executable)
+                    )
+                if len(members) > max_members:
+                    raise TooManyMembersError
+        return members
+
+    def _tree_entry(self, item: os.DirEntry[str]) -> os.stat_result | None:
+        """The facts of a folder's entry for an archive; None for what is never served."""
+        if not self._servable_name(item.name):
+            return None
+        try:
+            if item.is_symlink():
+                self._check_inside(os.path.realpath(item.path))
+            facts = item.stat()
+        except CatalogError:
+            return None
+        except OSError as error:
+            if error.errno in _NOT_THERE:
+                return None
+            raise StorageError.from_os_error(error) from error
+        if not (stat.S_ISREG(facts.st_mode) or stat.S_ISDIR(facts.st_mode)):
+            return None
+        return facts
 
     def relative_path(self, real: str) -> str | None:
         """``real`` (a path from :meth:`open_file`) below the root, or None when outside."""

@@ -17,7 +17,13 @@ from flask import Flask, Response, request
 from service.digests import entry_path
 from service.observability.accesslog import TRANSFER_KEY, Transfer
 from service.storage.catalog import FolderEntry
-from service.web.errors import RETRY_AFTER, StorageError, TruncatedFileError, text_response
+from service.web.errors import (
+    RETRY_AFTER,
+    MemberChangedError,
+    StorageError,
+    TruncatedFileError,
+    text_response,
+)
 
 log = logging.getLogger("service.storage")
 
@@ -80,6 +86,16 @@ class TransferFaults:
     def failed(self, error: StorageError | TruncatedFileError, headers_sent: bool) -> None:
         if isinstance(error, StorageError):
             storage_error(error, self.path, self.transfer)
+        elif isinstance(error, MemberChangedError):
+            log.warning(
+                "changed: archive member %r of %r is not the planned version; connection"
+                " closed; request %s",
+                error.member,
+                self.path,
+                self.transfer.request_id if self.transfer is not None else "-",
+            )
+            if self.transfer is not None:
+                self.transfer.outcome = "truncated"
         else:
             log.warning(
                 "truncated: %r ended at byte %d, expected %d bytes; connection closed; request %s",

@@ -49,6 +49,12 @@ class ForbiddenError(CatalogError):
     message = "Forbidden"
 
 
+class TooManyMembersError(ForbiddenError):
+    """A folder whose tree holds more entries than an archive may (``DL_ARCHIVE_MAX_MEMBERS``)."""
+
+    message = "Forbidden: this folder has too many entries for an archive"
+
+
 class IsFolderError(CatalogError):
     """A folder asked for without its trailing slash: redirect to the listing URL."""
 
@@ -102,6 +108,17 @@ class TruncatedFileError(RuntimeError):
         super().__init__(f"file ended at byte {offset}, {missing} short")
         self.offset = offset
         self.missing = missing
+
+
+class MemberChangedError(TruncatedFileError):
+    """An archive member is no longer the version the archive was planned with (changed,
+    replaced or gone): its bytes would not be the planned ones, so abort the connection."""
+
+    def __init__(self, member: str, offset: int) -> None:
+        RuntimeError.__init__(self, f"archive member {member!r} changed")
+        self.member = member
+        self.offset = offset
+        self.missing = 0
 
 
 def status_line(status: int) -> str:

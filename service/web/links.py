@@ -8,11 +8,13 @@ request (the view's ``name``, the query, the peer address), the settings and the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flask import Response, current_app, request
 
 from config import Settings
+from service.sansio.archive import FORMATS, signed_path
 from service.sansio.signing import EXPIRES, SIGNATURE, Signer, Verdict
 from service.web.errors import text_response
 
@@ -35,12 +37,25 @@ def require_signature() -> Response | None:
     name = (request.view_args or {}).get("name")
     if isinstance(name, str):
         args = request.args
+        kind = archive_format(request.environ, args)
+        path = name if kind is None else signed_path(name, kind)
         verdict = signer.verify(
-            name, args.get(EXPIRES), args.get(SIGNATURE), now=int(time.time()), client=_client()
+            path, args.get(EXPIRES), args.get(SIGNATURE), now=int(time.time()), client=_client()
         )
         if verdict is Verdict.VALID:
             return None
     return text_response(403, "Forbidden")
+
+
+def archive_format(environ: Mapping[str, Any], args: Mapping[str, str]) -> str | None:
+    """The archive a request asks for (``?format=tar`` on a folder URL), or None."""
+    if not environ.get("QUERY_STRING"):
+        return None  # most requests have no query to parse
+    path = environ.get("PATH_INFO", "")
+    if not (path.endswith("/") or path in ("", "/files")):
+        return None  # a file's URL: ?format= means nothing there
+    chosen = args.get("format")
+    return chosen if chosen in FORMATS else None
 
 
 def entry_signer(folder: str) -> Callable[[str], str] | None:

@@ -14,15 +14,16 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from config import Settings
 from service.delivery.responses import file_response
 from service.digests import entry_path, with_digest
-from service.folders import browse
+from service.folders import archives, browse
 from service.folders.checksums import checksum_listing
-from service.folders.listing import KnownDigest, folder_document
+from service.folders.listing import KnownDigest, archive_urls, folder_document
 from service.observability.accesslog import KIND_KEY, TRANSFER_KEY
 from service.sansio import Conditions, Policy, plan_response
+from service.sansio.archive import FORMATS
 from service.storage import faults
 from service.storage.access import Storage
 from service.web.errors import IsFolderError
-from service.web.links import entry_signer, require_signature
+from service.web.links import archive_format, entry_signer, require_signature
 
 bp = Blueprint("files", __name__)
 bp.before_request(require_signature)  # signed links: checked before the catalog is asked
@@ -44,6 +45,9 @@ def files(name: str) -> Response:
     storage: Storage = extensions["storage"]
     environ = request.environ
     if name == "" or environ["PATH_INFO"].endswith("/"):
+        kind = archive_format(environ, request.args)
+        if kind is not None:
+            return archives.respond(storage, name, kind, _conditions(environ))
         return _listing(storage, name)
     opened = storage.open_file(name)
     try:
@@ -75,6 +79,8 @@ def _listing(storage: Storage, name: str) -> Response:
         _known_digests(name),
         settings.etag == "digest",
     )
+    if settings.archives:
+        document["archives"] = archive_urls(url_prefix, FORMATS, sign)
     if browse.wants_html(request):
         checksums = current_app.extensions["digests"] is not None
         response = browse.page(document, request, signed=sign is not None, checksums=checksums)

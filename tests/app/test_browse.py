@@ -544,3 +544,22 @@ def test_a_host_with_an_impossible_port_is_a_400_not_a_crash(client: FlaskClient
             assert (status, b"".join(body)) == answer
         finally:
             body.close()
+
+
+def test_the_folders_archive_is_a_form_the_json_names_and_no_link(client: FlaskClient) -> None:
+    page = read_page(fetch(client, "/files/sub/"))
+    (form,) = page.forms_of("archive")
+    assert form.action == ""
+    assert "?" + form.query() == "?format=tar"
+    assert not [a for a in page.links if "format=" in a["href"]]  # nothing for wget -r
+    archive = fetch(client, "/files/sub/?" + form.query(), None)
+    assert archive.mimetype == "application/x-tar"
+    document = fetch(client, "/files/sub/", "application/json").get_json()
+    assert document["archives"] == {"tar": "/files/sub/?format=tar"}
+
+
+def test_without_archives_neither_the_page_nor_the_json_offers_one(root: Path) -> None:
+    with create_app(Settings(data_root=root, archives=False)).test_client() as plain:
+        assert not read_page(fetch(plain, "/files/")).forms_of("archive")
+        assert "archives" not in fetch(plain, "/files/", "application/json").get_json()
+        assert fetch(plain, "/files/?format=tar", None).status_code == 404

@@ -451,3 +451,70 @@ def test_the_command_refuses_bad_input_without_printing_a_url_or_a_key(
     assert message in err
     assert KEY not in err
     assert "tooshort" not in err
+
+
+# --- folder archives: their own path form --------------------------------------------------
+
+
+def _signed_archive(folder: str, kind: str = "tar", **kw: Any) -> str:
+    """``/files/<folder>?format=tar&expires=...&signature=...`` for ``folder?format=tar``."""
+    signer = Signer((KEY.encode(),))
+    query = signer.query(f"{folder}?format={kind}", int(time.time()) + 600, kw.get("client"))
+    return f"/files/{quote(folder)}?format={kind}&{query}"
+
+
+@pytest.mark.parametrize("folder", ["sub/", "dossier été/", ""])
+def test_an_archive_opens_with_a_link_signed_for_the_archive(
+    client: FlaskClient, folder: str
+) -> None:
+    response = fetch(client, _signed_archive(folder))
+    assert response.status_code == 200
+    assert response.mimetype == "application/x-tar"
+
+
+def test_a_listings_link_does_not_open_the_folders_archive(client: FlaskClient) -> None:
+    listing = signed("sub/")
+    assert fetch(client, listing).status_code == 200
+    as_archive = fetch(client, listing + "&format=tar")
+    assert (as_archive.status_code, as_archive.data) == (403, FORBIDDEN)
+
+
+def test_an_archives_link_does_not_open_the_listing_nor_a_file(client: FlaskClient) -> None:
+    url = _signed_archive("sub/")
+    query = url.partition("&")[2]  # the signature without format=tar
+    assert fetch(client, f"/files/sub/?{query}").data == FORBIDDEN
+    assert fetch(client, f"/files/sub/?format=json&{query}").data == FORBIDDEN
+    assert fetch(client, f"/files/sub/b.txt?{query}").data == FORBIDDEN
+    assert (
+        fetch(client, _signed_archive("sub/deeper/").replace("sub/deeper/", "sub/")).data
+        == FORBIDDEN
+    )
+
+
+def test_a_signed_listing_names_its_archive_signed(client: FlaskClient) -> None:
+    document = fetch(client, signed("sub/")).get_json()
+    url = document["archives"]["tar"]
+    assert url.startswith("/files/sub/?format=tar&expires=")
+    assert fetch(client, url).status_code == 200
+
+
+def test_the_sign_command_prints_an_archive_link(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = run_command(capsys, "dossier été/?format=tar", DL_SIGNING_KEY=KEY)
+    assert url.startswith("/files/dossier%20%C3%A9t%C3%A9/?format=tar&expires=")
+    response = fetch(client, url)
+    assert (response.status_code, response.mimetype) == (200, "application/x-tar")
+    capsys.readouterr()  # the access log's line of that request
+    root_url = run_command(capsys, "?format=tar", DL_SIGNING_KEY=KEY)
+    assert fetch(client, root_url).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["a.txt?format=tar", "sub/?format=zip&x=1", "sub/?play=1"])
+def test_the_sign_command_refuses_other_queries(
+    capsys: pytest.CaptureFixture[str], path: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        sign_command([path], {"DL_SIGNING_KEY": KEY})
+    assert exit_info.value.code == 2
+    assert "only a folder's archive has a query" in capsys.readouterr().err
