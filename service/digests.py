@@ -1,14 +1,17 @@
-"""SHA-256 digests of file versions, computed once, in the background, and kept.
+"""SHA-256 digests and CRC-32s of file versions, computed once, in the background, and
+kept (the CRC-32 is what a zip archive records for each member).
 
 A version is (URL path below ``/files/``, size, mtime in ns). The request path only asks
-:meth:`DigestStore.lookup`: a dict read, and on a miss a set check and a queue put. It
-never hashes and never touches SQLite; an unknown digest is simply absent from that
-response. One real OS thread per worker process (started with the store, in the
-worker, and again after a fork) takes versions off the queue, asks the SQLite cache,
-and only if no process has the digest or is computing it, hashes the file in 64 KiB
-reads (``hashlib`` and ``pread`` release the GIL, so gevent's event loop keeps
+:meth:`DigestStore.lookup` (or :meth:`DigestStore.crc32`, for a zip's members): a dict
+read, and on a miss a set check and a queue put. It never hashes and never touches
+SQLite; an unknown digest is simply absent from that response. One real OS thread per
+worker process (started with the store, in the worker, and again after a fork) takes
+versions off the queue, asks the SQLite cache, and only if no process has the digest or
+is computing it, reads the file once in 64 KiB reads for both its SHA-256 and its CRC-32
+(``hashlib``, ``zlib`` and ``pread`` release the GIL, so gevent's event loop keeps
 running) at a lower CPU priority. The result is stored only if the file still has the
-size and mtime it had when hashing began, so a file changed meanwhile never gets a wrong digest.
+size and mtime it had when hashing began, so a file changed meanwhile never gets a wrong
+digest.
 
 The cache (WAL mode, short transactions, a busy timeout) is shared by every worker and
 survives restarts: a worker loads the known digests of its data root when it starts, so
@@ -16,6 +19,9 @@ nothing is hashed twice. A row with no digest yet is a claim: the process hashin
 version, so that other workers do not hash it too. A worker's thread also reads what
 the others stored every ``REFRESH_SECONDS``, so a digest one worker computed reaches
 the answers of every worker within seconds, not only after a miss of its own.
+
+A cache written before CRC-32s were kept gains the ``crc32`` column when opened; its
+rows keep their SHA-256, and a version is read again only when a zip asks for its CRC-32.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ import stat
 import tempfile
 import time
 import weakref
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from config import Settings
 from service.sansio import Representation
@@ -74,6 +81,7 @@ CREATE TABLE IF NOT EXISTS digests (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     sha256 BLOB,
+    crc32 INTEGER,
     claimed_by INTEGER,
     claimed_at REAL,
     hashed_at REAL,
@@ -81,6 +89,13 @@ CREATE TABLE IF NOT EXISTS digests (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS digests_by_time ON digests (root, hashed_at);
 """
+
+
+class Hashes(NamedTuple):
+    """What one pass over a file version yields."""
+
+    sha256: bytes
+    crc32: int  # as zlib computes it: the CRC-32 of ZIP (APPNOTE 4.4.7)
 
 
 def with_digest(store: DigestStore | None, rep: Representation, path: str) -> Representation:
@@ -158,38 +173,51 @@ class DigestCache:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a cache of an older schema up to this one, keeping its rows."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(digests)")}
+        if "crc32" not in columns:
+            with self._transaction():
+                again = {row[1] for row in self.db.execute("PRAGMA table_info(digests)")}
+                if "crc32" not in again:  # another worker may have just added it
+                    self.db.execute("ALTER TABLE digests ADD COLUMN crc32 INTEGER")
 
     def close(self) -> None:
         self.db.close()
 
-    def known(self, since: float = 0.0) -> list[tuple[str, int, int, bytes, float]]:
-        """Digests of this root stored at or after ``since`` (a ``time.time()``)."""
+    def known(self, since: float = 0.0) -> list[tuple[str, int, int, bytes, int | None, float]]:
+        """Digests (and CRC-32s, None in rows older than them) of this root stored at or
+        after ``since`` (a ``time.time()``)."""
         return self.db.execute(
-            "SELECT path, size, mtime_ns, sha256, hashed_at FROM digests"
+            "SELECT path, size, mtime_ns, sha256, crc32, hashed_at FROM digests"
             " WHERE root = ? AND hashed_at >= ? AND sha256 IS NOT NULL",
             (self.root, since),
         ).fetchall()
 
-    def claim(self, key: Key, pid: int, now: float) -> tuple[_Claim, bytes | None]:
-        """The digest if known; else whether this process may hash the version."""
+    def claim(self, key: Key, pid: int, now: float) -> tuple[_Claim, Hashes | None]:
+        """Both hashes if known; else whether this process may hash the version. A row
+        with a SHA-256 but no CRC-32 (from an older schema) keeps its SHA-256 meanwhile."""
         with self._transaction():
             row = self.db.execute(
-                "SELECT sha256, claimed_by, claimed_at FROM digests"
+                "SELECT sha256, crc32, claimed_by, claimed_at FROM digests"
                 " WHERE root = ? AND path = ? AND size = ? AND mtime_ns = ?",
                 (self.root, *key),
             ).fetchone()
-            if row is not None and row[0] is not None:
-                return _Claim.KNOWN, bytes(row[0])
-            if row is not None and row[1] != pid and _live_claim(row[1], row[2], now):
+            if row is not None and row[0] is not None and row[1] is not None:
+                return _Claim.KNOWN, Hashes(bytes(row[0]), row[1])
+            if row is not None and row[2] != pid and _live_claim(row[2], row[3], now):
                 return _Claim.BUSY, None
             self.db.execute(
-                "INSERT OR REPLACE INTO digests (root, path, size, mtime_ns, claimed_by,"
-                " claimed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO digests (root, path, size, mtime_ns, claimed_by, claimed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                " SET claimed_by = excluded.claimed_by, claimed_at = excluded.claimed_at",
                 (self.root, *key, pid, now),
             )
             return _Claim.MINE, None
 
-    def store(self, key: Key, sha256: bytes, now: float) -> None:
+    def store(self, key: Key, hashes: Hashes, now: float) -> None:
         path, size, mtime_ns = key
         with self._transaction():
             # Older versions of this path are gone for good: keep one row per file.
@@ -200,15 +228,20 @@ class DigestCache:
             )
             self.db.execute(
                 "INSERT OR REPLACE INTO digests (root, path, size, mtime_ns, sha256,"
-                " hashed_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (self.root, *key, sha256, now),
+                " crc32, hashed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.root, *key, hashes.sha256, hashes.crc32, now),
             )
 
     def release(self, key: Key, pid: int) -> None:
+        """Give up this process's claim: a bare claim row goes, a kept SHA-256 stays."""
+        version = "root = ? AND path = ? AND size = ? AND mtime_ns = ? AND claimed_by = ?"
         with self._transaction():
             self.db.execute(
-                "DELETE FROM digests WHERE root = ? AND path = ? AND size = ? AND mtime_ns = ?"
-                " AND sha256 IS NULL AND claimed_by = ?",
+                f"DELETE FROM digests WHERE {version} AND sha256 IS NULL",
+                (self.root, *key, pid),
+            )
+            self.db.execute(
+                f"UPDATE digests SET claimed_by = NULL, claimed_at = NULL WHERE {version}",
                 (self.root, *key, pid),
             )
 
@@ -243,8 +276,9 @@ def _live_claim(pid: int | None, claimed_at: float | None, now: float) -> bool:
 
 def hash_version(
     opened: OpenFile, size: int, mtime_ns: int, chunk: int = HASH_CHUNK
-) -> bytes | None:
-    """SHA-256 of the open file, or None unless it is, before and after, this version."""
+) -> Hashes | None:
+    """SHA-256 and CRC-32 of the open file, or None unless it is, before and after, this
+    version."""
     fd = opened.fd
     if fd is None or (opened.representation.size, opened.representation.mtime_ns) != (
         size,
@@ -252,6 +286,7 @@ def hash_version(
     ):
         return None
     digest = hashlib.sha256()
+    crc = 0
     buffer = bytearray(chunk)
     view = memoryview(buffer)
     offset = 0
@@ -262,13 +297,14 @@ def hash_version(
             if count == 0:
                 break
             digest.update(view[:count])
+            crc = zlib.crc32(view[:count], crc)
             offset += count
         after = os.fstat(fd)
     except OSError as error:
         raise StorageError.from_os_error(error, offset) from error
     if offset != size or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
         return None  # changed while we read it: this digest belongs to no version
-    return digest.digest()
+    return Hashes(digest.digest(), crc)
 
 
 class DigestStore:
@@ -287,8 +323,9 @@ class DigestStore:
         self.settle_seconds = settle_seconds
         self.chunk = chunk
         self.hashed = 0  # files this process has hashed (a restart should add none)
-        # path -> (size, mtime_ns, sha256): one version per path, read without locks.
-        self._known: dict[str, tuple[int, int, bytes]] = {}
+        # path -> (size, mtime_ns, sha256, crc32 or None): one version per path, read
+        # without locks.
+        self._known: dict[str, tuple[int, int, bytes, int | None]] = {}
         self._pending: set[Key] = set()
         # Versions whose storage failed while hashing -> when (monotonic): not re-read.
         self._failed: dict[Key, float] = {}
@@ -319,6 +356,16 @@ class DigestStore:
         known = self._known.get(path)
         if known is not None and known[0] == size and known[1] == mtime_ns:
             return known[2]
+        return None
+
+    def crc32(self, path: str, size: int, mtime_ns: int) -> int | None:
+        """The CRC-32 of this version if known; else None, and it is queued for hashing."""
+        known = self._known.get(path)
+        if known is not None and known[0:2] == (size, mtime_ns) and known[3] is not None:
+            return known[3]
+        key = (path, size, mtime_ns)
+        if not self._failed_lately(key):
+            self._request(key)
         return None
 
     def queue_length(self) -> int:
@@ -408,29 +455,29 @@ class DigestStore:
             self._refresh_failed = False
 
     def _load(self, cache: DigestCache) -> None:
-        for path, size, mtime_ns, sha256, hashed_at in cache.known(since=self._seen):
-            self._known[path] = (size, mtime_ns, bytes(sha256))
+        for path, size, mtime_ns, sha256, crc32, hashed_at in cache.known(since=self._seen):
+            self._known[path] = (size, mtime_ns, bytes(sha256), crc32)
             self._seen = max(self._seen, hashed_at)
 
     def _settle(self, cache: DigestCache, key: Key) -> None:
         path, size, mtime_ns = key
         pid = os.getpid()
-        claim, sha256 = cache.claim(key, pid, time.time())
+        claim, hashes = cache.claim(key, pid, time.time())
         if claim is _Claim.BUSY:
             return  # another worker hashes it; a later request here finds it in the cache
-        if sha256 is None:
+        if hashes is None:
             try:
-                sha256 = self._hash(key)
+                hashes = self._hash(key)
             except StorageError as error:
                 cache.release(key, pid)
                 self._remember_failure(key, error)
                 return
-            if sha256 is None:
+            if hashes is None:
                 cache.release(key, pid)
                 return
-            cache.store(key, sha256, time.time())
+            cache.store(key, hashes, time.time())
             self.hashed += 1
-        self._known[path] = (size, mtime_ns, sha256)
+        self._known[path] = (size, mtime_ns, hashes.sha256, hashes.crc32)
 
     def _remember_failure(self, key: Key, error: StorageError) -> None:
         """One log line per failed version; requests do not queue it again for a while."""
@@ -449,7 +496,7 @@ class DigestStore:
         age = time.time() - mtime_ns / 1e9
         return self.settle_seconds - age if 0 <= age < self.settle_seconds else 0.0
 
-    def _hash(self, key: Key) -> bytes | None:
+    def _hash(self, key: Key) -> Hashes | None:
         path, size, mtime_ns = key
         try:
             opened = self.catalog.open_file(path)

@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from config import Settings
 from service import digests
-from service.digests import DigestCache, DigestStore, hash_version, open_store
+from service.digests import DigestCache, DigestStore, Hashes, hash_version, open_store
 from service.storage.catalog import Catalog
 
 OLD_NS = 1_700_000_000_000_000_000  # long settled: no racy-timestamp wait
@@ -71,6 +72,71 @@ def test_a_digest_is_absent_until_the_background_hash_is_done(root: Path, new_st
     assert store.lookup("a.bin", size, mtime) == hashlib.sha256(content).digest()
     assert store.hashed == 1
     assert store.queue_length() == 0
+
+
+def test_the_crc32_comes_from_the_same_pass_as_the_digest(root: Path, new_store) -> None:
+    content = os.urandom(3 * 2**20 + 5)
+    size, mtime = write(root / "a.bin", content)
+    store = new_store(chunk=2**20)
+    assert store.crc32("a.bin", size, mtime) is None  # queued, like a digest
+    assert store.wait_idle(10)
+    assert store.crc32("a.bin", size, mtime) == zlib.crc32(content)
+    assert store.peek("a.bin", size, mtime) == hashlib.sha256(content).digest()
+    assert store.crc32("a.bin", size + 1, mtime) is None  # another version
+    assert store.hashed == 1
+
+
+OLD_SCHEMA = """
+CREATE TABLE digests (
+    root TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, sha256 BLOB, claimed_by INTEGER, claimed_at REAL,
+    hashed_at REAL, PRIMARY KEY (root, path, size, mtime_ns)
+) WITHOUT ROWID;
+CREATE INDEX digests_by_time ON digests (root, hashed_at);
+"""
+
+
+def test_a_cache_from_before_crc32s_is_migrated_and_kept(
+    root: Path, cache_path: Path, new_store
+) -> None:
+    """A cache written by a release that kept only SHA-256s: its digests are served at
+    once, nothing is hashed until a zip asks for a CRC-32, and that version is then
+    read once more for it."""
+    size, mtime = write(root / "a.bin", b"kept" * 1000)
+    other = write(root / "b.bin", b"other")
+    root_key = str(Catalog(root).root)
+    with sqlite3.connect(cache_path) as db:
+        db.executescript(OLD_SCHEMA)
+        for path, (row_size, row_mtime), content in (
+            ("a.bin", (size, mtime), b"kept" * 1000),
+            ("b.bin", other, b"other"),
+        ):
+            db.execute(
+                "INSERT INTO digests VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)",
+                (root_key, path, row_size, row_mtime, hashlib.sha256(content).digest(), 1.0),
+            )
+    db.close()
+    store = new_store()
+    assert store.lookup("a.bin", size, mtime) == hashlib.sha256(b"kept" * 1000).digest()
+    assert store.lookup("b.bin", *other) == hashlib.sha256(b"other").digest()
+    assert store.queue_length() == 0
+    assert store.hashed == 0
+    assert store.crc32("a.bin", size, mtime) is None
+    assert store.wait_idle(10)
+    assert store.crc32("a.bin", size, mtime) == zlib.crc32(b"kept" * 1000)
+    assert store.hashed == 1  # b.bin was not read: nothing asked for its CRC-32
+    with sqlite3.connect(cache_path) as db:
+        found = db.execute("SELECT path, crc32, claimed_by FROM digests ORDER BY path")
+        assert found.fetchall() == [
+            ("a.bin", zlib.crc32(b"kept" * 1000), None),
+            ("b.bin", None, None),
+        ]
+    db.close()
+    store.close()
+    again = new_store()  # a restart: the CRC-32 was kept too
+    assert again.crc32("a.bin", size, mtime) == zlib.crc32(b"kept" * 1000)
+    assert again.queue_length() == 0
+    assert again.hashed == 0
 
 
 def test_a_digest_another_worker_stores_is_read_without_a_miss(
@@ -173,7 +239,8 @@ def test_a_file_changed_while_it_is_hashed_gets_no_digest(
     again = Catalog(root).open_file("a.bin")
     try:
         facts = again.representation
-        expected = hashlib.sha256(b"b" * 1024 + b"a" * 3072).digest()
+        body = b"b" * 1024 + b"a" * 3072
+        expected = Hashes(hashlib.sha256(body).digest(), zlib.crc32(body))
         assert hash_version(again, facts.size, facts.mtime_ns, chunk=1024) == expected
     finally:
         again.close()
@@ -234,7 +301,7 @@ def test_a_version_claimed_by_a_live_worker_is_left_to_it(
     assert store.hashed == 0
     assert store.lookup("a.bin", size, mtime) is None
     # The other worker stores it: the next request here finds it in the cache.
-    cache.store(("a.bin", size, mtime), b"\x01" * 32, 1e12)
+    cache.store(("a.bin", size, mtime), Hashes(b"\x01" * 32, 7), 1e12)
     cache.close()
     assert store.lookup("a.bin", size, mtime) is None
     assert store.wait_idle(10)
