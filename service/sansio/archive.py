@@ -2,9 +2,10 @@
 validators and name, and how a range of an archive maps onto header bytes and spans of
 member files.
 
-A format module (:mod:`service.sansio.tar`) lays members out; the layout is arithmetic
-only: offsets are computed up front, header bytes are built when a range reaches them,
-so memory grows with the number of members, never with the archive's size.
+A format module (:mod:`service.sansio.tar`, :mod:`service.sansio.zip`) lays members
+out; the layout is arithmetic only: offsets are computed up front, header bytes are
+built when a range reaches them, so memory grows with the number of members, never with
+the archive's size.
 """
 
 from __future__ import annotations
@@ -97,6 +98,13 @@ def signed_path(folder: str, kind: str) -> str:
     (``?format=tar`` for the root's). No listing or file path has this form, so a
     listing's signature never opens its archive, nor an archive's the listing."""
     return f"{folder}?format={kind}"
+
+
+def clipped(data: bytes, at: int, start: int, stop: int) -> bytes:
+    """The part of ``data`` (placed at offset ``at``) inside ``[start, stop)``."""
+    if at >= stop or at + len(data) <= start:
+        return b""
+    return data[max(0, start - at) : min(len(data), stop - at)]
 
 
 def merged(pieces: Iterable[Piece]) -> Iterator[Piece]:

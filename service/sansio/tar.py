@@ -21,7 +21,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 
-from service.sansio.archive import Member, MemberSpan, Piece, merged
+from service.sansio.archive import Member, MemberSpan, Piece, clipped, merged
 
 BLOCK = 512
 TRAILER = bytes(2 * BLOCK)
@@ -59,21 +59,14 @@ class TarLayout:
             member = members[index]
             base = starts[index]
             data = base + header_length(member)
-            yield _slice(member_header(member), base, start, stop)
+            yield clipped(member_header(member), base, start, stop)
             if member.size and start < data + member.size and data < stop:
                 first, last = max(start, data), min(stop, data + member.size)
                 yield MemberSpan(index, first - data, last - data)
             padding = _padded(member.size) - member.size
-            yield _slice(bytes(padding), data + member.size, start, stop)
+            yield clipped(bytes(padding), data + member.size, start, stop)
             index += 1
-        yield _slice(TRAILER, starts[-1], start, stop)
-
-
-def _slice(data: bytes, at: int, start: int, stop: int) -> bytes:
-    """The part of ``data`` (placed at offset ``at``) inside ``[start, stop)``."""
-    if at >= stop or at + len(data) <= start:
-        return b""
-    return data[max(0, start - at) : min(len(data), stop - at)]
+        yield clipped(TRAILER, starts[-1], start, stop)
 
 
 def _padded(size: int) -> int:

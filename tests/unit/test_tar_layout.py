@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import tarfile
@@ -20,24 +19,9 @@ from service.sansio.archive import (
     ordered,
 )
 from service.sansio.tar import BLOCK, TarLayout, header_length, member_header
+from tests.support.archive_bytes import content, members_strategy, render
 
 NS = 1_000_000_000
-
-
-def content(member: Member) -> bytes:
-    """A member's stand-in bytes, different per path."""
-    seed = hashlib.sha256(member.path.encode()).digest()
-    return (seed * (member.size // len(seed) + 1))[: member.size]
-
-
-def render(layout: TarLayout, start: int, stop: int) -> bytes:
-    out = []
-    for piece in layout.pieces(start, stop):
-        if isinstance(piece, bytes):
-            out.append(piece)
-        else:
-            out.append(content(layout.members[piece.member])[piece.start : piece.stop])
-    return b"".join(out)
 
 
 def read_back(members: list[Member]) -> dict[str, tuple[tarfile.TarInfo, bytes | None]]:
@@ -166,21 +150,6 @@ def test_pieces_outside_the_archive_are_refused() -> None:
     layout = TarLayout(TREE)
     with pytest.raises(ValueError, match="outside the archive"):
         list(layout.pieces(0, layout.length + 1))
-
-
-members_strategy = st.lists(
-    st.builds(
-        Member,
-        path=st.text(
-            st.characters(blacklist_characters="/\0", codec="utf-8"), min_size=1, max_size=120
-        ),
-        size=st.integers(0, 3000),
-        mtime_ns=st.integers(-(2**62), 2**62),
-        executable=st.booleans(),
-    ),
-    max_size=8,
-    unique_by=lambda member: member.path,
-)
 
 
 @settings(max_examples=150, deadline=None)
