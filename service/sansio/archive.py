@@ -23,7 +23,7 @@ LAYOUT_VERSION = 1
 #: The name of the root folder's archive: the URL path it is served under.
 ROOT_NAME = "files"
 #: The ``?format=`` values that name an archive of a folder.
-FORMATS = ("tar",)
+FORMATS = ("tar", "zip")
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,21 @@ class TooManyMembersError(ForbiddenError):
     message = "Forbidden: this folder has too many entries for an archive"
 
 
+class ChecksumsPendingError(CatalogError):
+    """A zip asked for while some members' CRC-32s are still being computed: 503 with
+    ``Retry-After`` (RFC 9110 §15.6.4), never a byte that might later change."""
+
+    status = 503
+
+    def __init__(self, missing: int, files: int, retry_after: int) -> None:
+        super().__init__(f"{missing} of {files} CRC-32s unknown")
+        self.retry_after = retry_after
+        self.message = (
+            f"Service Unavailable: this zip is being prepared; the CRC-32s of {missing}"
+            f" of its {files} files are being computed, try again in {retry_after} s"
+        )
+
+
 class IsFolderError(CatalogError):
     """A folder asked for without its trailing slash: redirect to the listing URL."""
 
@@ -139,6 +154,8 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, IsFolderError):
             # The URL the client used, so an app mounted under a prefix keeps it.
             response.headers["Location"] = quote(request.script_root + request.path + "/")
+        if isinstance(error, ChecksumsPendingError):
+            response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.errorhandler(HTTPException)

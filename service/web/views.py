@@ -19,7 +19,6 @@ from service.folders.checksums import checksum_listing
 from service.folders.listing import KnownDigest, archive_urls, folder_document
 from service.observability.accesslog import KIND_KEY, TRANSFER_KEY
 from service.sansio import Conditions, Policy, plan_response
-from service.sansio.archive import FORMATS
 from service.storage import faults
 from service.storage.access import Storage
 from service.web.errors import IsFolderError
@@ -79,8 +78,9 @@ def _listing(storage: Storage, name: str) -> Response:
         _known_digests(name),
         settings.etag == "digest",
     )
-    if settings.archives:
-        document["archives"] = archive_urls(url_prefix, FORMATS, sign)
+    kinds = archives.available(settings, current_app.extensions["digests"])
+    if kinds:
+        document["archives"] = archive_urls(url_prefix, kinds, sign)
     if browse.wants_html(request):
         checksums = current_app.extensions["digests"] is not None
         response = browse.page(document, request, signed=sign is not None, checksums=checksums)

@@ -4,8 +4,10 @@ the download commands and the player."""
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -546,16 +548,41 @@ def test_a_host_with_an_impossible_port_is_a_400_not_a_crash(client: FlaskClient
             body.close()
 
 
-def test_the_folders_archive_is_a_form_the_json_names_and_no_link(client: FlaskClient) -> None:
+def test_the_folders_archives_are_forms_the_json_names_and_no_link(client: FlaskClient) -> None:
     page = read_page(fetch(client, "/files/sub/"))
-    (form,) = page.forms_of("archive")
-    assert form.action == ""
-    assert "?" + form.query() == "?format=tar"
+    forms = page.forms_of("archive")
+    assert [form.action for form in forms] == ["", ""]
+    assert ["?" + form.query() for form in forms] == ["?format=tar", "?format=zip"]
     assert not [a for a in page.links if "format=" in a["href"]]  # nothing for wget -r
-    archive = fetch(client, "/files/sub/?" + form.query(), None)
+    archive = fetch(client, "/files/sub/?" + forms[0].query(), None)
     assert archive.mimetype == "application/x-tar"
     document = fetch(client, "/files/sub/", "application/json").get_json()
-    assert document["archives"] == {"tar": "/files/sub/?format=tar"}
+    assert document["archives"] == {
+        "tar": "/files/sub/?format=tar",
+        "zip": "/files/sub/?format=zip",
+    }
+
+
+def test_a_zip_waits_for_its_crc32s_with_a_503_and_retry_after(client: FlaskClient) -> None:
+    pending = fetch(client, "/files/sub/?format=zip", None)
+    assert pending.status_code == 503
+    assert int(pending.headers["Retry-After"]) >= 1
+    assert b"being computed" in pending.data
+    client.application.extensions["digests"].wait_idle(10)
+    ready = fetch(client, "/files/sub/?format=zip", None)
+    assert (ready.status_code, ready.mimetype) == (200, "application/zip")
+    with zipfile.ZipFile(io.BytesIO(ready.data)) as archive:
+        assert archive.testzip() is None
+
+
+def test_without_digests_no_zip_is_offered_or_served(root: Path) -> None:
+    with create_app(Settings(data_root=root, digests=False)).test_client() as plain:
+        page = read_page(fetch(plain, "/files/"))
+        assert ["?" + form.query() for form in page.forms_of("archive")] == ["?format=tar"]
+        document = fetch(plain, "/files/", "application/json").get_json()
+        assert list(document["archives"]) == ["tar"]
+        assert fetch(plain, "/files/?format=zip", None).status_code == 404
+        assert fetch(plain, "/files/?format=tar", None).status_code == 200
 
 
 def test_without_archives_neither_the_page_nor_the_json_offers_one(root: Path) -> None:

@@ -491,8 +491,20 @@ def test_an_archives_link_does_not_open_the_listing_nor_a_file(client: FlaskClie
     )
 
 
-def test_a_signed_listing_names_its_archive_signed(client: FlaskClient) -> None:
+def test_one_formats_signature_does_not_open_the_other(client: FlaskClient) -> None:
+    tar = _signed_archive("sub/")
+    assert fetch(client, tar.replace("format=tar", "format=zip")).data == FORBIDDEN
+    zip_url = _signed_archive("sub/", "zip")
+    assert fetch(client, zip_url.replace("format=zip", "format=tar")).data == FORBIDDEN
+    assert fetch(client, zip_url).status_code == 503  # until its CRC-32s are known
+    client.application.extensions["digests"].wait_idle(10)
+    response = fetch(client, zip_url)
+    assert (response.status_code, response.mimetype) == (200, "application/zip")
+
+
+def test_a_signed_listing_names_its_archives_signed(client: FlaskClient) -> None:
     document = fetch(client, signed("sub/")).get_json()
+    assert document["archives"]["zip"].startswith("/files/sub/?format=zip&expires=")
     url = document["archives"]["tar"]
     assert url.startswith("/files/sub/?format=tar&expires=")
     assert fetch(client, url).status_code == 200
@@ -508,6 +520,10 @@ def test_the_sign_command_prints_an_archive_link(
     capsys.readouterr()  # the access log's line of that request
     root_url = run_command(capsys, "?format=tar", DL_SIGNING_KEY=KEY)
     assert fetch(client, root_url).status_code == 200
+    capsys.readouterr()
+    zip_url = run_command(capsys, "sub/?format=zip", DL_SIGNING_KEY=KEY)
+    assert zip_url.startswith("/files/sub/?format=zip&expires=")
+    assert fetch(client, zip_url).status_code != 403
 
 
 @pytest.mark.parametrize("path", ["a.txt?format=tar", "sub/?format=zip&x=1", "sub/?play=1"])

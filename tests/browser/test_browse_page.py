@@ -4,9 +4,12 @@ and seeks by HTTP ranges (checked in the server's own access log)."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
+import tarfile
 import time
+import zipfile
 import zlib
 from pathlib import Path
 from urllib.parse import quote
@@ -65,6 +68,48 @@ def test_the_page_lists_the_folder_and_its_links_download_the_right_bytes(
     assert page.locator("h1").inner_text() == "Index of /files/docs/"
     page.locator("nav.crumbs a", has_text="files").click()
     page.wait_for_url(site.url + "/files/")
+    assert tab.problems == []
+
+
+def wait_for_zip(site: Site, folder: str, timeout: float = 30.0) -> None:
+    """Until the folder's zip is served: 503 while its CRC-32s are being computed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = http.client.HTTPConnection(site.server.host, site.server.port, timeout=10)
+        try:
+            conn.request("HEAD", f"/files/{folder}?format=zip")
+            status = conn.getresponse().status
+        finally:
+            conn.close()
+        if status == 200:
+            return
+        assert status == 503, status
+        assert time.monotonic() < deadline, "the zip stayed 503"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_the_folders_archive_downloads_from_its_button(tab: Tab, site: Site, kind: str) -> None:
+    if kind == "zip":
+        wait_for_zip(site, "")
+    page = tab.page
+    page.goto(site.url + "/files/")
+    with page.expect_download() as info:
+        page.get_by_role("button", name=f".{kind} archive").click()
+    download = info.value
+    assert download.failure() is None
+    assert download.suggested_filename == f"files.{kind}"
+    saved = Path(download.path())
+    if kind == "tar":
+        with tarfile.open(saved) as archive:
+            got = {m.name: archive.extractfile(m).read() for m in archive if m.isfile()}  # type: ignore[union-attr]
+    else:
+        with zipfile.ZipFile(saved) as archive:
+            assert archive.testzip() is None
+            got = {n: archive.read(n) for n in archive.namelist() if not n.endswith("/")}
+    assert {name: sha256(data) for name, data in got.items()} == {
+        name: digest for name, digest in site.digests.items() if name != HIDDEN
+    }
     assert tab.problems == []
 
 
