@@ -53,6 +53,13 @@ PRIMER = 256
 #: sends). Small enough that a fast client yields to others often: with 8 MiB, one
 #: call could hold the event loop for milliseconds (p99 of a small request: 100 ms).
 SENDFILE_STEP = 256 * 1024
+#: A span that starts on a page boundary has its first bytes copied, so that no sendfile
+#: call reads from a page-aligned offset: here (Linux 6.18, loopback) aligned calls cost
+#: about a fifth more CPU per byte and move a fifth fewer bytes per second, in a bare
+#: sendfile loop as in the service. Archive members start at offset 0 and showed it
+#: first (an archive at 0.7x one file's speed; 0.97x with this).
+OFF_GRID = 256
+_PAGE = 4096
 #: Bodies with at most this many file bytes take the copy path even when sendfile is
 #: possible: one pread and one write cost less than a primer, then sendfile and its
 #: waits (random 64 KiB ranges: 4% fewer instructions per request). A slow client holds
@@ -319,6 +326,8 @@ def send_span(
     out = sock.fileno()
     fd = _fd(file)
     offset = cached_until = span.start
+    if offset % _PAGE == 0 and span.length > OFF_GRID:
+        offset = cached_until = _send_head(disk, sock, file, offset, throttle)
     while offset < span.stop:
         if offset >= cached_until:  # a slow client takes many calls per step: probe once
             cached_until = min(span.stop, offset + SENDFILE_STEP)
@@ -337,6 +346,18 @@ def send_span(
             raise TruncatedFileError(offset, span.stop - offset)
         offset += sent
         throttle.account(sent)
+
+
+def _send_head(
+    disk: DiskIO, sock: socket.socket, file: OpenFile, offset: int, throttle: Throttle
+) -> int:
+    """Copy :data:`OFF_GRID` bytes at ``offset`` onto ``sock``; where sendfile goes on."""
+    data = disk.read(file, OFF_GRID, offset)
+    if len(data) < OFF_GRID:
+        raise TruncatedFileError(offset + len(data), OFF_GRID - len(data))
+    sock.sendall(data)
+    throttle.account(len(data))
+    return offset + OFF_GRID
 
 
 def _wait_writable(fileno: int, timeout: float | None) -> None:
