@@ -6,6 +6,7 @@ Every client is bounded: a timeout per process, a count per loop.
 from __future__ import annotations
 
 import json
+import math
 import re
 import resource
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from bench.procs import Processes
 
 PROBE_TIMEOUT = 5.0
 _CURL_FORMAT = "%{http_code} %{size_download} %{time_total}"
+_CURL_FIRST_BYTE = "%{http_code} %{size_download} %{time_starttransfer} %{time_total}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,37 @@ def curl_download(procs: Processes, url: str, timeout: float) -> Download:
     """One whole download to /dev/null, as fast as loopback goes."""
     code, out, _err = procs.run(["curl", "-s", "-o", "/dev/null", "-w", _CURL_FORMAT, url], timeout)
     return _parse_curl(out if code == 0 else f"0 0 {timeout}")
+
+
+@dataclass(frozen=True, slots=True)
+class FirstByte:
+    status: int
+    size: int
+    first_byte_s: float  # from the request's start to its first body byte
+    seconds: float
+
+
+def curl_first_byte(procs: Processes, url: str, timeout: float) -> FirstByte:
+    """One whole download to /dev/null, timing its first byte as well as its end."""
+    argv = ["curl", "-s", "-o", "/dev/null", "-w", _CURL_FIRST_BYTE, url]
+    code, out, _err = procs.run(argv, timeout)
+    try:
+        status, size, first, total = out.split() if code == 0 else ("0", "0", "nan", "nan")
+        return FirstByte(int(status), int(size), float(first), float(total))
+    except ValueError:
+        return FirstByte(0, 0, math.nan, math.nan)
+
+
+def head_status(url: str) -> tuple[int, dict[str, str]]:
+    """The status and fields of a HEAD of ``url`` (0 and none when it fails)."""
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, dict(reply.headers.items())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers.items())
+    except OSError:
+        return 0, {}
 
 
 @dataclass(frozen=True, slots=True)

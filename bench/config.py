@@ -13,7 +13,8 @@ from pathlib import Path
 
 MIB = 1024 * 1024
 SCENARIOS = (
-    "single", "parallel", "fair", "cold", "ranges", "slow", "steady", "listing", "ceiling"
+    "single", "parallel", "fair", "cold", "ranges", "slow", "steady", "listing", "ceiling",
+    "archive",
 )  # fmt: skip
 
 

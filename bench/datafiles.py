@@ -2,7 +2,9 @@
 
 ``big.bin`` stays in the page cache (warmed after writing); ``cold.bin`` is the same
 size and is dropped from the cache before each cold download. ``many/`` is a folder of
-small files, for walking a listing.
+small files, for walking a listing and for the first byte of its archive; ``eight/``
+holds eight files with as many bytes as ``big.bin`` between them, for an archive's
+throughput against one file's.
 """
 
 from __future__ import annotations
@@ -32,19 +34,30 @@ class DataSet:
     cold: DataFile
     folder: str  # the URL path of a folder of ``entries`` small files
     entries: int
+    parts: tuple[DataFile, ...]  # the files of ``parts_folder``
+    parts_folder: str  # its URL path
+
+    def warm_all(self) -> None:
+        """Every hot file back in the page cache (the host reclaims it slowly)."""
+        for file in (self.big, *self.parts):
+            warm(file.path)
 
 
 def create(root: Path, big_size: int, entries: int) -> DataSet:
     root.mkdir(parents=True, exist_ok=True)
     big = _write_random(root / "big.bin", big_size)
     cold = _write_random(root / "cold.bin", big_size)
+    eight = root / "eight"
+    eight.mkdir(exist_ok=True)
+    parts = tuple(_write_random(eight / f"part-{n}.bin", big_size // 8) for n in range(8))
     many = root / "many"
     many.mkdir(exist_ok=True)
     for number in range(entries):
         (many / f"entry {number:05d}.dat").write_bytes(b"x" * (number % 97))
-    warm(big.path)
     drop_from_cache(cold.path)
-    return DataSet(root, big, cold, "/files/many/", entries)
+    data = DataSet(root, big, cold, "/files/many/", entries, parts, "/files/eight/")
+    data.warm_all()
+    return data
 
 
 def _write_random(path: Path, size: int) -> DataFile:

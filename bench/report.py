@@ -152,7 +152,56 @@ def goals(results: Mapping[str, Any]) -> list[Goal]:
         )
     found += _listing_goals(results.get("listing"))
     found += _ceiling_goals(results.get("ceiling"))
+    found += _archive_goals(results.get("archive"))
     return sorted(found, key=lambda g: g.goal)
+
+
+#: The issue's bounds: an archive's throughput against one file of the same bytes, and
+#: the first byte of the archive of a folder of 10,000 small files.
+ARCHIVE_RATIO = 0.9
+ARCHIVE_FIRST_BYTE_S = 1.0
+
+
+def _archive_goals(archive: Mapping[str, Any] | None) -> list[Goal]:
+    found: list[Goal] = []
+    entries = archive["entries"] if archive else 10_000
+    for peer in (p.name for p in OURS):
+        runs = _runs(archive, peer)
+        exact = bool(runs) and all(bool(r.get("ok")) for r in runs)
+        file_mb_s = _median(archive, peer, "file_mb_s")
+        for kind in ("tar", "zip"):
+            ratio = _median(archive, peer, f"{kind}_ratio")
+            mb_s = _median(archive, peer, f"{kind}_mb_s")
+            found.append(
+                Goal(
+                    9,
+                    f"{kind} of eight files, one worker",
+                    peer,
+                    ratio,
+                    "one file of the same bytes",
+                    _vs(mb_s, file_mb_s, "MB/s") + f"; bytes ok: {_fmt(exact)}",
+                    f">= {ARCHIVE_RATIO:g}x",
+                    None if ratio is None else exact and ratio >= ARCHIVE_RATIO,
+                )
+            )
+            first = _median(archive, peer, f"many_{kind}_first_byte_s")
+            total = _median(archive, peer, f"many_{kind}_seconds")
+            rise = _median(archive, peer, f"many_{kind}_rss_rise_mb")
+            found.append(
+                Goal(
+                    9,
+                    f"first byte of the {kind} of {entries:,} small files",
+                    peer,
+                    None,
+                    "",
+                    "not measured"
+                    if first is None
+                    else f"{first:.3f} s (whole: {_fmt(total, 2)} s; RSS rise {_fmt(rise, 1)} MB)",
+                    f"< {ARCHIVE_FIRST_BYTE_S:g} s",
+                    None if first is None else first < ARCHIVE_FIRST_BYTE_S,
+                )
+            )
+    return found
 
 
 #: The issue's bound: the service's CPU per request at most this many times the bare
@@ -594,6 +643,45 @@ def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
                     "max ms",
                     "non-2xx",
                     "runs",
+                ],
+                rows,
+            )
+        )
+    archive = results.get("archive")
+    if archive and "peers" in archive:
+        rows = []
+        for name, s in archive["peers"].items():
+            m = s["median"]
+            for label in ("file", "tar", "zip"):
+                rows.append(
+                    [
+                        LABELS[name],
+                        "big.bin" if label == "file" else f"eight/?format={label}",
+                        _fmt(m.get(f"{label}_mb_s")),
+                        "1.00" if label == "file" else _fmt(m.get(f"{label}_ratio"), 2),
+                        _fmt(m.get(f"{label}_cpu_s_per_gb"), 3),
+                        "-" if label == "file" else _fmt(m.get(f"many_{label}_first_byte_s"), 3),
+                        "-" if label == "file" else _fmt(m.get(f"many_{label}_seconds"), 2),
+                        "-" if label == "file" else _fmt(m.get(f"many_{label}_rss_rise_mb"), 1),
+                        f"{len(s['runs'])}",
+                        _all_ok(s),
+                    ]
+                )
+        parts.append(
+            f"### 9. Folder archives: {size_gib:g} GiB as {archive['parts']} files against one "
+            f"file, and the archive of {archive['entries']:,} small files (curl, one worker)\n\n"
+            + _table(
+                [
+                    "peer",
+                    "download",
+                    "MB/s",
+                    "x the file",
+                    "server CPU-s/GB",
+                    "small files: first byte s",
+                    "whole s",
+                    "RSS rise MB",
+                    "runs",
+                    "bytes ok",
                 ],
                 rows,
             )

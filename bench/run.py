@@ -1,6 +1,7 @@
 """``make bench`` entry point: data, peers, scenarios, report; everything started is stopped.
 
-Phases: (A) every peer with one worker: one download, fairness, cold read; (B) every
+Phases: (A) every peer with one worker: one download, fairness, cold read, folder
+archives (the service alone); (B) every
 peer with one worker per core: parallel downloads and random ranges; (C) a fresh
 one-worker server per slow-reader run; (D) the service, the bare stack and nginx with
 one worker each: the cost of one request. Exit status 1 if a process of ours outlived it.
@@ -98,7 +99,7 @@ def run_all(ctx: scenarios.Context, results: dict[str, Any]) -> None:
     chosen = set(ctx.config.scenarios)
     cores = os.cpu_count() or 1
     data_root = ctx.data.root
-    if chosen & {"single", "fair", "cold"}:
+    if chosen & {"single", "fair", "cold", "archive"}:
         ctx.log("phase A: every peer with one worker")
         with running(ALL_PEERS, 1, data_root, ctx.tools, ctx.procs) as one:
             for server in one.values():
@@ -113,6 +114,14 @@ def run_all(ctx: scenarios.Context, results: dict[str, Any]) -> None:
             _phase(results, "fair", "fair" in chosen, ctx.log, lambda: scenarios.fairness(ctx, one))
             _phase(
                 results, "cold", "cold" in chosen, ctx.log, lambda: scenarios.cold_read(ctx, one)
+            )
+            ours = {p.name: one[p.name] for p in OURS}
+            _phase(
+                results,
+                "archive",
+                "archive" in chosen,
+                ctx.log,
+                lambda: scenarios.archives(ctx, ours),
             )
     if chosen & {"parallel", "ranges", "listing"}:
         ctx.log(f"phase B: every peer with {cores} workers")

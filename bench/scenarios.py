@@ -408,6 +408,104 @@ def listing(ctx: Context, servers: dict[str, Server]) -> Result:
     return {"entries": data.entries, "peers": {n: _summary(r, "seconds") for n, r in runs.items()}}
 
 
+#: What the archive scenario downloads, besides big.bin: its label -> a query on a folder.
+ARCHIVE_KINDS = ("tar", "zip")
+
+
+def _wait_for_zips(server: Server, folders: Sequence[str], timeout: float = 180.0) -> None:
+    """A zip answers 503 until the digest pass knows its members' CRC-32s (asking
+    queues them): wait for each, so the runs measure serving, not hashing."""
+    deadline = time.monotonic() + timeout
+    for folder in folders:
+        while (status := clients.head_status(server.url(f"{folder}?format=zip"))[0]) == 503:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{server.peer.name}: the zip of {folder} stayed 503")
+            time.sleep(0.5)
+        if status != 200:
+            raise RuntimeError(f"{server.peer.name}: the zip of {folder} answered {status}")
+
+
+def _length(server: Server, path: str) -> int:
+    status, fields = clients.head_status(server.url(path))
+    if status != 200:
+        raise RuntimeError(f"{server.peer.name}: HEAD {path} answered {status}")
+    return int(fields["Content-Length"])
+
+
+def archives(ctx: Context, servers: dict[str, Server]) -> Result:
+    """Goal 9: the tar and zip of eight/ (eight files, as many bytes as big.bin) against
+    big.bin itself, whole downloads with curl, one worker; then the first byte of the
+    archives of many/ (10,000 small files) and the worker's RSS meanwhile."""
+    data = ctx.data
+    targets = {"file": data.big.url_path}
+    targets |= {kind: f"{data.parts_folder}?format={kind}" for kind in ARCHIVE_KINDS}
+    for server in servers.values():
+        _wait_for_zips(server, [data.parts_folder, data.folder])
+    sizes = {label: _length(next(iter(servers.values())), path) for label, path in targets.items()}
+    runs: dict[str, list[Result]] = {name: [] for name in servers}
+    for rep, order in rotations(list(servers.values()), ctx.config.download_reps):
+        if rep and not ctx.budget.allows(60):
+            break
+        ctx.log(f"archives: rep {rep + 1}/{ctx.config.download_reps}")
+        data.warm_all()
+        labels = list(targets)
+        shift = rep % len(labels)  # every kind at every position over the reps
+        for server in order:
+            run: Result = {}
+            speeds: dict[str, float] = {}
+            for label in [*labels[shift:], *labels[:shift]]:
+                speeds[label], fields = _archive_download(
+                    ctx, server, label, targets[label], sizes[label]
+                )
+                run |= fields
+            for kind in ARCHIVE_KINDS:
+                run[f"{kind}_ratio"] = speeds[kind] / max(1e-9, speeds["file"])
+                run |= _first_byte(ctx, server, kind)
+            run["ok"] = all(bool(v) for k, v in run.items() if k.endswith("_ok"))
+            runs[server.peer.name].append(run)
+    return {
+        "entries": data.entries,
+        "parts": len(data.parts),
+        "peers": {name: _summary(r, "tar_ratio") for name, r in runs.items()},
+    }
+
+
+def _archive_download(
+    ctx: Context, server: Server, label: str, path: str, size: int
+) -> tuple[float, Result]:
+    """One whole download: its MB/s, and its fields for the run."""
+    pids = server.worker_pids()
+    cpu0 = _cpu(server, pids)
+    download = clients.curl_download(ctx.procs, server.url(path), DOWNLOAD_TIMEOUT)
+    cpu1 = _cpu(server, pids)
+    return download.mb_per_s, {
+        f"{label}_mb_s": download.mb_per_s,
+        f"{label}_cpu_s_per_gb": (cpu1 - cpu0) / (max(1, download.size) / GB),
+        f"{label}_ok": download.status == 200 and download.size == size,
+    }
+
+
+def _first_byte(ctx: Context, server: Server, kind: str) -> Result:
+    """The archive of many/: time to its first byte and to its end, and how far the
+    worker's RSS rose meanwhile (sampled)."""
+    (pid,) = server.worker_pids()
+    before = proc_stats.rss_bytes(pid)
+    sampler = _Sampler(pid)
+    sampler.start()
+    try:
+        first = clients.curl_first_byte(
+            ctx.procs, server.url(f"{ctx.data.folder}?format={kind}"), DOWNLOAD_TIMEOUT
+        )
+    finally:
+        sampler.stop()
+    return {
+        f"many_{kind}_first_byte_s": first.first_byte_s,
+        f"many_{kind}_seconds": first.seconds,
+        f"many_{kind}_rss_rise_mb": max(0, sampler.peak_rss - before) / 1e6,
+        f"many_{kind}_ok": first.status == 200,
+    }
+
+
 class _Sampler(threading.Thread):
     """RSS and descriptor count of one process every 0.2 s, keeping the peaks."""
 
