@@ -663,6 +663,7 @@ def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
                         "-" if label == "file" else _fmt(m.get(f"many_{label}_first_byte_s"), 3),
                         "-" if label == "file" else _fmt(m.get(f"many_{label}_seconds"), 2),
                         "-" if label == "file" else _fmt(m.get(f"many_{label}_rss_rise_mb"), 1),
+                        "-" if label == "file" else _fmt(m.get(f"many_{label}_peak_rss_mb"), 1),
                         f"{len(s['runs'])}",
                         _all_ok(s),
                     ]
@@ -680,6 +681,7 @@ def tables(results: Mapping[str, Any], config: Mapping[str, Any]) -> str:
                     "small files: first byte s",
                     "whole s",
                     "RSS rise MB",
+                    "peak RSS MB",
                     "runs",
                     "bytes ok",
                 ],

@@ -502,6 +502,7 @@ def _first_byte(ctx: Context, server: Server, kind: str) -> Result:
         f"many_{kind}_first_byte_s": first.first_byte_s,
         f"many_{kind}_seconds": first.seconds,
         f"many_{kind}_rss_rise_mb": max(0, sampler.peak_rss - before) / 1e6,
+        f"many_{kind}_peak_rss_mb": max(sampler.peak_rss, before) / 1e6,
         f"many_{kind}_ok": first.status == 200,
     }
 
