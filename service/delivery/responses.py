@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from flask import Response, current_app, stream_with_context
+from werkzeug.datastructures import Headers
 from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
@@ -46,6 +47,13 @@ class PlannedResponse(Response):
 
     default_mimetype = None  # a 304 plan has no Content-Type, and must not get one
 
+    def __init__(
+        self, body: Iterable[bytes], status: str, fields: Iterable[tuple[str, str]]
+    ) -> None:
+        headers = Headers()
+        headers._list = list(fields)  # str pairs, checked by the plan: not re-validated
+        super().__init__(body, status, headers, direct_passthrough=True)
+
     def get_wsgi_response(
         self, environ: Mapping[str, Any]
     ) -> tuple[Iterable[bytes], str, list[tuple[str, str]]]:
@@ -65,7 +73,7 @@ def file_response(
         opened.close()
         body = [s for s in plan.body if isinstance(s, bytes)]  # short text; none for HEAD, 304
         status = status_line(plan.status)
-        return PlannedResponse(body, status, plan.headers, direct_passthrough=True)
+        return PlannedResponse(body, status, plan.headers)
     ticket = _admit(settings, environ)
     if ticket is None:
         opened.close()
@@ -111,9 +119,7 @@ def file_response(
     body_iter: Iterable[bytes] = ClosingIterator(
         stream_with_context(chunks), [opened.close, ticket.release, restore_timeout]
     )
-    return PlannedResponse(
-        body_iter, status_line(plan.status), plan.headers, direct_passthrough=True
-    )
+    return PlannedResponse(body_iter, status_line(plan.status), plan.headers)
 
 
 def archive_response(
@@ -130,9 +136,7 @@ def archive_response(
     if not plan.reads_file:
         environ[KIND_KEY] = plan.kind
         body = [s for s in plan.body if isinstance(s, bytes)]
-        return PlannedResponse(
-            body, status_line(plan.status), plan.headers, direct_passthrough=True
-        )
+        return PlannedResponse(body, status_line(plan.status), plan.headers)
     ticket = _admit(settings, environ)
     if ticket is None:
         return _too_many_downloads()
@@ -158,7 +162,7 @@ def archive_response(
     body_iter: Iterable[bytes] = ClosingIterator(
         stream_with_context(chunks), [ticket.release, restore_timeout]
     )
-    return PlannedResponse(body_iter, status_line(plan.status), headers, direct_passthrough=True)
+    return PlannedResponse(body_iter, status_line(plan.status), headers)
 
 
 def _file_bytes(plan: Plan) -> int:
