@@ -19,7 +19,6 @@ from __future__ import annotations
 import secrets
 import shlex
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -33,6 +32,7 @@ HTML, JSON = "text/html", "application/json"
 PLAY = "play"
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
 # English month names whatever the locale: the date format is the index convention.
+_DOWNLOADERS = ("curl -C - -O", "wget -c", "aria2c -x8 -s8")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -117,8 +117,9 @@ def page(document: dict[str, Any], request: Request, signed: bool, checksums: bo
 
 def index_date(iso: str) -> str:
     """``2026-12-02T10:00:59Z`` -> ``02-Dec-2026 10:00``: the minute, as autoindex shows."""
-    moment = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return f"{moment.day:02d}-{_MONTHS[moment.month - 1]}-{moment.year} {moment:%H:%M}"
+    day, _, clock = iso.partition("T")
+    year, month, date = day.split("-")
+    return f"{date}-{_MONTHS[int(month) - 1]}-{year} {clock[:5]}"
 
 
 def human_size(size: int) -> str:
@@ -133,17 +134,18 @@ def human_size(size: int) -> str:
     return f"{value:.{2 if value < 10 else 1 if value < 100 else 0}f} {unit}"
 
 
-def commands(url: str) -> tuple[str, ...]:
-    """Resumable download commands; the URL is one shell word whatever it contains."""
-    word = shlex.quote(url)
-    return (f"curl -C - -O {word}", f"wget -c {word}", f"aria2c -x8 -s8 {word}")
+def commands(url: str) -> tuple[Markup, ...]:
+    """Resumable download commands, as HTML; the URL is one shell word whatever it
+    contains, and :func:`unscannable`."""
+    word = unscannable(shlex.quote(url))
+    return tuple(Markup(f"{program} {word}") for program in _DOWNLOADERS)
 
 
 def unscannable(text: str) -> Markup:
     """``text`` escaped, with ``://`` written as character references: a browser shows
     and copies the same text, but tools that scan a page for ``http://`` URLs (fsspec)
     do not take a command's URL for an entry of the folder."""
-    return escape(text).replace("://", Markup(":&#47;&#47;"))
+    return Markup(str(escape(text)).replace("://", ":&#47;&#47;"))
 
 
 def media_kind(name: str) -> str | None:
@@ -172,7 +174,7 @@ def _row(entry: dict[str, Any], origin: str, here: str) -> Row:
         date=index_date(entry["mtime"]),
         size=size,
         human_size="" if size is None else human_size(size),
-        commands=() if is_folder else tuple(map(unscannable, commands(origin + entry["url"]))),
+        commands=() if is_folder else commands(origin + entry["url"]),
         sha256=entry.get("sha256"),
         media=media,
         inline_href=None if media is None else with_query(entry["url"], inline="1"),

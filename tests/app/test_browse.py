@@ -10,6 +10,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urljoin, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from config import Settings
 from service import create_app
-from service.folders.browse import human_size
+from service.folders.browse import human_size, index_date
 from service.sansio.signing import Signer
 from tests.app import BIG, build_tree, wsgi_call
 from tests.support.shell import shell_words
@@ -590,3 +593,10 @@ def test_without_archives_neither_the_page_nor_the_json_offers_one(root: Path) -
         assert not read_page(fetch(plain, "/files/")).forms_of("archive")
         assert "archives" not in fetch(plain, "/files/", "application/json").get_json()
         assert fetch(plain, "/files/?format=tar", None).status_code == 404
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
+def test_index_date_is_the_minute_as_autoindex_writes_it(moment: datetime) -> None:
+    """The listing's ISO date, read by slicing, says what strftime says in the C locale."""
+    iso = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert index_date(iso) == moment.strftime("%d-%b-%Y %H:%M")
