@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from service.web import health, views
 
     settings = Settings.from_env() if settings is None else settings.validated()
-    app = DownloadFlask(__name__)
+    app = DownloadFlask(__name__, static_folder=None)  # no static files: no /static route
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.merge_slashes = False
     app.extensions["settings"] = settings

@@ -39,7 +39,6 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -101,7 +100,10 @@ class Hashes(NamedTuple):
 def with_digest(store: DigestStore | None, rep: Representation, path: str) -> Representation:
     """``rep`` with its SHA-256 when known (a miss queues it); ``path`` is below /files/."""
     sha256 = None if store is None else store.lookup(path, rep.size, rep.mtime_ns)
-    return rep if sha256 is None else replace(rep, sha256=sha256)
+    if sha256 is None:
+        return rep
+    # Not dataclasses.replace, which looks the fields up anew: this runs per request.
+    return Representation(rep.name, rep.size, rep.mtime_ns, sha256, rep.tag)
 
 
 def entry_path(folder: str, name: str) -> str:

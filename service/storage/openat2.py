@@ -47,6 +47,8 @@ def _load() -> object | None:
 
 
 _syscall = _load()
+_HOWS: dict[tuple[int, int], object] = {}  # (flags, resolve) -> a pointer to its open_how
+_HOW_SIZE = ctypes.sizeof(_OpenHow)
 _works: bool | None = None  # None: not tried yet
 
 
@@ -54,8 +56,10 @@ def openat2(dirfd: int, path: bytes, flags: int, resolve: int) -> int:
     """The new descriptor; raises OSError (``EAGAIN``: it would have to wait)."""
     if _syscall is None:
         raise OSError(errno.ENOSYS, "openat2 is not available")
-    how = _OpenHow(flags, 0, resolve)
-    fd: int = _syscall(_SYS_OPENAT2, dirfd, path, ctypes.byref(how), ctypes.sizeof(how))  # type: ignore[operator]
+    how = _HOWS.get((flags, resolve))
+    if how is None:  # made once per kind of open; the kernel only reads it
+        how = _HOWS[flags, resolve] = ctypes.pointer(_OpenHow(flags, 0, resolve))
+    fd: int = _syscall(_SYS_OPENAT2, dirfd, path, how, _HOW_SIZE)  # type: ignore[operator]
     if fd < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))

@@ -19,6 +19,7 @@ RETRY_AFTER = 5
 
 # RFC 9110's names where Python's table still has the older ones.
 _PHRASES = {413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
+_STATUS_LINES: dict[int, str] = {}  # made once per status: this runs per request
 
 
 class CatalogError(Exception):
@@ -138,7 +139,11 @@ class MemberChangedError(TruncatedFileError):
 
 def status_line(status: int) -> str:
     """``"206 Partial Content"``: RFC 9110's reason phrase, not Werkzeug's upper case."""
-    return f"{status} {_PHRASES.get(status) or HTTPStatus(status).phrase}"
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        phrase = _PHRASES.get(status) or HTTPStatus(status).phrase
+        line = _STATUS_LINES[status] = f"{status} {phrase}"
+    return line
 
 
 def text_response(status: int, message: str) -> Response:

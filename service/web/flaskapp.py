@@ -14,6 +14,11 @@ Flask pays whether or not anything uses them (about a sixth of a small range's c
 - The service keeps no session: every request shares one null session instead of
   asking the cookie interface for one and making a fresh null session.
 - ``ensure_sync`` (is this view a coroutine?) is answered once per function.
+- Routing is Werkzeug's, remembered: how a request's host, scheme and script root bind
+  the URL map is worked out once per distinct set of those fields, and a URL that
+  matched a rule matches it again without the matcher (the hot files of a range reader
+  repeat). Both memos are pure functions of what they are keyed by, bounded, and only
+  hold successes: a redirect, 404 or 405 is worked out anew every time.
 """
 
 from __future__ import annotations
@@ -35,13 +40,54 @@ from flask.signals import (
     request_tearing_down,
 )
 from flask.wrappers import Request, Response
+from werkzeug.routing import MapAdapter, Rule
+
+#: Entries each routing memo holds before it starts over (a path can be 4 KiB long).
+ROUTE_MEMO_SIZE = 256
+#: The fields of the environ :meth:`werkzeug.routing.Map.bind_to_environ` binds by,
+#: besides the path, method and query of each request.
+_BINDING_FIELDS = (
+    "HTTP_HOST",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SCRIPT_NAME",
+    "wsgi.url_scheme",
+    "HTTP_CONNECTION",
+    "HTTP_UPGRADE",
+)
 
 
 class _MatchOnce(RequestContext):
+    """Matches its request once, and a URL matched before from memory."""
+
+    app: DownloadFlask
+
     def match_request(self) -> None:
         request = self.request
-        if request.url_rule is None and request.routing_exception is None:
+        if request.url_rule is not None or request.routing_exception is not None:
+            return
+        adapter = self.url_adapter
+        if adapter is None:
             super().match_request()
+            return
+        key = (
+            adapter.server_name,
+            adapter.script_name,
+            adapter.subdomain,
+            adapter.url_scheme,
+            adapter.path_info,
+            adapter.default_method,
+        )
+        matches = self.app._matches
+        known = matches.get(key)
+        if known is None:
+            super().match_request()
+            if request.url_rule is None:
+                return  # routing_exception: not remembered
+            known = (request.url_rule, dict(request.view_args or {}))
+            _remember(matches, key, known)
+            return
+        request.url_rule, request.view_args = known[0], dict(known[1])  # a view may edit its copy
 
 
 class _QuietAppContext(AppContext):
@@ -83,12 +129,64 @@ class _NoSessions(SessionInterface):
         return obj is self._null
 
 
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= ROUTE_MEMO_SIZE:
+        memo.clear()  # rare, and cheaper than ordering entries on every request
+    memo[key] = value
+
+
+def _wsgi_string(value: str | None) -> str | None:
+    """PEP 3333's latin-1 environ string as the text Werkzeug routes by (its own rule)."""
+    return None if value is None else value.encode("latin1").decode(errors="replace")
+
+
 class DownloadFlask(Flask):
     session_interface = _NoSessions()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._synced: dict[Callable[..., Any], Callable[..., Any]] = {}
+        #: binding fields -> (request.host, server name, script name, subdomain, scheme)
+        self._bindings: dict[tuple[Any, ...], tuple[str, str, str, str | None, str]] = {}
+        #: (binding, path, method) -> (rule, view args) of a successful match
+        self._matches: dict[tuple[Any, ...], tuple[Rule, dict[str, Any]]] = {}
+
+    def create_url_adapter(self, request: Request | None) -> MapAdapter | None:
+        """Flask's adapter for ``request``, bound from memory when a request with the
+        same binding fields came before (:data:`_BINDING_FIELDS`)."""
+        if request is None:
+            return super().create_url_adapter(request)
+        environ = request.environ
+        key = tuple(environ.get(name) for name in _BINDING_FIELDS)
+        bound = self._bindings.get(key)
+        if bound is None:
+            adapter = super().create_url_adapter(request)  # raises for a bad Host: not kept
+            if adapter is not None:
+                _remember(
+                    self._bindings,
+                    key,
+                    (
+                        request.host,
+                        adapter.server_name,
+                        adapter.script_name,
+                        adapter.subdomain,
+                        adapter.url_scheme,
+                    ),
+                )
+            return adapter
+        host, server_name, script_name, subdomain, scheme = bound
+        request.host = host  # as Flask sets it
+        path = _wsgi_string(environ.get("PATH_INFO"))
+        return MapAdapter(
+            self.url_map,
+            server_name,
+            script_name,
+            subdomain,
+            scheme,
+            "/" if path is None else path,  # as Map.bind defaults it
+            environ["REQUEST_METHOD"],
+            _wsgi_string(environ.get("QUERY_STRING")),
+        )
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Flask's answer for ``func`` (itself, or an async wrapper), looked up once:
