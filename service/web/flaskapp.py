@@ -157,7 +157,7 @@ class DownloadFlask(Flask):
         if request is None:
             return super().create_url_adapter(request)
         environ = request.environ
-        key = tuple(environ.get(name) for name in _BINDING_FIELDS)
+        key = tuple(map(environ.get, _BINDING_FIELDS))
         bound = self._bindings.get(key)
         if bound is None:
             adapter = super().create_url_adapter(request)  # raises for a bad Host: not kept

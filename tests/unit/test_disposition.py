@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import unquote, unquote_to_bytes
+import unicodedata
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from service.sansio.disposition import ascii_fallback, content_disposition
 
@@ -156,3 +159,23 @@ def test_extended_filename_decodes_back_to_the_name(name: str) -> None:
 def test_extended_filename_is_valid_utf8(name: str) -> None:
     _, _, ext_value = parse(content_disposition(name))
     unquote_to_bytes(ext_value.removeprefix("UTF-8''")).decode("utf-8")  # must not raise
+
+
+def reference(name: str, inline: bool) -> str:
+    """The header as first written, with ``urllib.parse.quote`` and a per-character
+    fallback: the translation tables must give the same value for every name."""
+    chars = []
+    for char in unicodedata.normalize("NFKD", name):
+        if not unicodedata.combining(char):
+            chars.append(char if " " <= char <= "~" and char not in '"\\%' else "_")
+    encoded = quote(name.encode("utf-8", "replace"), safe="!#$&+-.^_`|~")
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{''.join(chars) or 'download'}\"; filename*=UTF-8''{encoded}"
+
+
+@given(st.text(), st.booleans())
+@example(os.fsdecode(b"bad\xff\xfe.bin"), False)  # undecodable bytes, as os.listdir gives them
+@example("".join(map(chr, range(256))), True)
+def test_the_header_is_the_reference_one_for_any_name(name: str, inline: bool) -> None:
+    content_disposition.cache_clear()
+    assert content_disposition(name, inline=inline) == reference(name, inline)
