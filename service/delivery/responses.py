@@ -8,12 +8,11 @@ through the server or straight to its socket.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from flask import Response, current_app, stream_with_context
 from werkzeug.datastructures import Headers
-from werkzeug.wsgi import ClosingIterator
 
 from config import Settings
 from service.delivery import admission, offload
@@ -61,6 +60,36 @@ class PlannedResponse(Response):
         return body, self.status, self.headers.to_wsgi_list()
 
 
+class ClosingBody:
+    """A streamed body for the server (PEP 3333): iterating it is iterating the
+    generator itself, with no layer per chunk; ``close()`` closes the generator, then
+    runs ``callbacks`` (each idempotent), even if the generator never started."""
+
+    __slots__ = ("_body", "_callbacks")
+
+    def __init__(self, body: Iterator[bytes], callbacks: tuple[Callable[[], object], ...]) -> None:
+        self._body = body
+        self._callbacks = callbacks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._body
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            failure: BaseException | None = None
+            for callback in self._callbacks:  # every one, whatever another raised
+                try:
+                    callback()
+                except BaseException as error:
+                    failure = failure or error
+            if failure is not None:
+                raise failure
+
+
 def file_response(
     opened: OpenFile, plan: Plan, settings: Settings, environ: MutableMapping[str, Any]
 ) -> Response:
@@ -89,8 +118,8 @@ def file_response(
     disk: DiskIO = extensions["disk"]
     sock = zero_copy_socket(environ, settings.sendfile)
     zero_copy = uses_sendfile(opened, plan.body, sock, disk)
+    limit = _rate_limit(settings)
     try:
-        limit = _rate_limit(settings)
         primed = prime(opened, plan.body, settings.chunk_size, disk, zero_copy, limit)
     except BaseException:
         ticket.release()
@@ -106,7 +135,7 @@ def file_response(
         settings.chunk_size,
         settings.yield_interval,
         sock if zero_copy else None,
-        _rate_limit(settings),
+        limit,
         TransferFaults(transfer, path, opened.representation.size),
         disk=disk,
         primed=primed,
@@ -116,8 +145,8 @@ def file_response(
     # cleanup never runs: close the file and free the slot then too (all idempotent).
     # This must wrap the body itself: with direct_passthrough Werkzeug hands the server
     # ``response.response`` as it is, so ``call_on_close`` callbacks would never run.
-    body_iter: Iterable[bytes] = ClosingIterator(
-        stream_with_context(chunks), [opened.close, ticket.release, restore_timeout]
+    body_iter = ClosingBody(
+        stream_with_context(chunks), (opened.close, ticket.release, restore_timeout)
     )
     return PlannedResponse(body_iter, status_line(plan.status), plan.headers)
 
@@ -159,9 +188,7 @@ def archive_response(
         TransferFaults(environ.get(TRANSFER_KEY), path, layout.length),
         _connection_closer(environ),
     )
-    body_iter: Iterable[bytes] = ClosingIterator(
-        stream_with_context(chunks), [ticket.release, restore_timeout]
-    )
+    body_iter = ClosingBody(stream_with_context(chunks), (ticket.release, restore_timeout))
     return PlannedResponse(body_iter, status_line(plan.status), headers)
 
 

@@ -216,6 +216,11 @@ def iter_body(
     disk = disk if disk is not None else DiskIO(IOPool(1, 1, 60.0), Mounts())
     yielded = False
     try:
+        whole = _primed_whole(body, primed) if rate_limit is None else None
+        if whole is not None:  # a small range, read before the response: nothing to pace
+            yielded = True
+            yield whole
+            return
         throttle = Throttle(yield_interval, rate_limit)
         if uses_sendfile(file, body, sock, disk):
             chunks = _zero_copy(disk, file, body, sock, throttle, sink, primed)  # type: ignore[arg-type]
@@ -231,6 +236,16 @@ def iter_body(
             raise
     finally:
         file.close()
+
+
+def _primed_whole(body: Sequence[Segment], primed: Primed | None) -> bytes | None:
+    """The primed bytes when they are the whole body (one span, read in full)."""
+    if primed is None or primed.data is None or len(body) != 1:
+        return None
+    span = body[0]
+    if not isinstance(span, Span) or len(primed.data) != span.length:
+        return None
+    return primed.take(span.start)
 
 
 def _copy_all(

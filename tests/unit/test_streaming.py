@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from service.delivery.streaming import Primed, iter_body, prime
 from service.sansio import Conditions, Policy, Span, plan_response
 from service.sansio.multipart import Segment, body_length, layout
+from service.sansio.pacing import RateLimit
 from service.storage.catalog import Catalog, OpenFile
 from service.storage.diskio import DiskIO
 from service.storage.iopool import IOPool
@@ -314,6 +315,25 @@ def test_a_primed_body_starts_with_the_primed_bytes_and_never_reads_them_twice(
     assert produced == expected_bytes(body, CONTENT)
     assert 1000 not in reads
     assert reads[0] == 5096
+
+
+@pytest.mark.parametrize("limited", [False, True])
+def test_a_body_primed_whole_is_that_one_chunk_and_no_more_reads(
+    opened: OpenFile, monkeypatch: pytest.MonkeyPatch, limited: bool
+) -> None:
+    """A small range is read in full before the response starts; the stream then yields
+    it once, reads nothing more and closes the file. Under a rate limit it is paced as
+    any other body (the same bytes, the same single chunk here)."""
+    body = (Span(123, 4219),)
+    disk = DiskIO(IOPool(1, 1, 60.0), Mounts())
+    limit = RateLimit(10**9, 10**6) if limited else None
+    primed = prime(opened, body, 65536, disk, zero_copy=False, rate_limit=limit)
+    reads: list[int] = []
+    monkeypatch.setattr(os, "pread", lambda fd, length, offset: reads.append(offset) or b"")
+    chunks = list(iter_body(opened, body, 65536, rate_limit=limit, disk=disk, primed=primed))
+    assert chunks == [CONTENT[123:4219]]
+    assert reads == []
+    assert opened.fd is None
 
 
 def test_a_storage_error_mid_body_is_reported_and_the_connection_ended(
