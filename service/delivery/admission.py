@@ -5,9 +5,11 @@ made in the master before the fork (``share_across_workers``, called from
 gunicorn.conf.py), is seen by every worker. Without it (one process, tests) the table
 is made on first use. A slot holds a client address (16 bytes, IPv4 mapped into IPv6),
 the pid of the worker that admitted the downloads and their count; a client's count is
-the sum over its slots. Lookups probe a short run of slots under one process-shared
-lock, held for microseconds and never across I/O. A full table admits rather than
-refuses.
+the sum over its slots. Lookups probe a run of slots (linear probing, at most
+``_PROBES``) under one process-shared lock, held for microseconds and never across
+I/O. A slot keeps its address and pid when its count drops to zero, so a run ends at
+the first slot never used (pid 0): with few clients a lookup reads a slot or two, not
+the whole window. A full table admits rather than refuses.
 
 A worker that dies without running its ``finally`` blocks (SIGKILL, the OOM killer,
 gunicorn's timeout) cannot release its slots, so the master calls ``forget_worker``
@@ -51,14 +53,19 @@ class ClientTable:
     def admit(self, client: str, limit: int) -> Ticket | None:
         """A ticket when ``client`` has fewer than ``limit`` downloads in flight."""
         key, pid = _key(client), os.getpid()
-        with self._locked() as locked:
-            run = self._scan(key, pid) if locked else None
-            if run is not None and run.total >= limit:
+        lock = self._lock
+        if not lock.acquire(timeout=LOCK_TIMEOUT):  # not _locked(): this runs per download
+            return Ticket(_nothing)  # lock wedged: fail open
+        try:
+            run = self._scan(key, pid)
+            if run.total >= limit:
                 return None
-            index = None if run is None else (run.own if run.own is not None else run.free)
+            index = run.own if run.own is not None else run.free
             if index is None:
-                return Ticket(lambda: None)  # lock wedged or table full: fail open
+                return Ticket(_nothing)  # table full: fail open
             self._store(index, key, pid, self._slot(index)[2] + 1)
+        finally:
+            lock.release()
         released = False
 
         def release() -> None:
@@ -94,14 +101,19 @@ class ClientTable:
         return dropped
 
     def _release(self, key: bytes, pid: int, anyone: bool) -> None:
-        with self._locked() as locked:
-            run = self._scan(key, pid) if locked else None
-            index = None if run is None else run.own
-            if index is None and anyone and run is not None:
+        lock = self._lock
+        if not lock.acquire(timeout=LOCK_TIMEOUT):
+            return
+        try:
+            run = self._scan(key, pid)
+            index = run.own
+            if index is None and anyone:
                 index = run.other
             if index is not None:  # a slot the scan found counting key: count > 0
                 address, owner, count = self._slot(index)
                 self._store(index, address, owner, count - 1)
+        finally:
+            lock.release()
 
     @contextmanager
     def _locked(self) -> Iterator[bool]:
@@ -116,7 +128,11 @@ class ClientTable:
 
     def _scan(self, key: bytes, pid: int) -> _Run:
         """The probe run of ``key``: its total count, the slot ``pid`` counts it in, any
-        other slot counting it, and the first free slot."""
+        other slot counting it, and the first free slot.
+
+        Every slot that counts ``key`` lies before the first never-used slot of its run:
+        a count is only ever stored in the first free slot, which is at or before it,
+        and a used slot never becomes unused again (its pid stays, never 0)."""
         start = int.from_bytes(key[-8:], "big") * 0x9E3779B97F4A7C15 % self._slots
         run = _Run()
         for step in range(_PROBES):
@@ -125,6 +141,8 @@ class ClientTable:
             if not count:
                 if run.free is None:
                     run.free = index
+                if not owner:
+                    break  # never used: the run ends here
             elif address == key:
                 run.total += count
                 if owner == pid:
@@ -150,6 +168,16 @@ class _Run:
 
 
 def _key(client: str) -> bytes:
+    """The slot's 16-byte address for ``client``, parsed once per address."""
+    key = _keys.get(client)
+    if key is None:
+        if len(_keys) >= _KEYS_KEPT:
+            _keys.clear()
+        key = _keys[client] = _parse_key(client)
+    return key
+
+
+def _parse_key(client: str) -> bytes:
     try:
         address = ipaddress.ip_address(client)
     except ValueError:
@@ -159,6 +187,12 @@ def _key(client: str) -> bytes:
     return address.packed
 
 
+def _nothing() -> None:
+    return None
+
+
+_KEYS_KEPT = 1024
+_keys: dict[str, bytes] = {}  # client address -> its key (a client asks again and again)
 _shared: ClientTable | None = None
 
 

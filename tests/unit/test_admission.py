@@ -6,8 +6,11 @@ import multiprocessing
 import os
 import threading
 import time
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.delivery.admission import ClientTable
 
@@ -175,3 +178,48 @@ def test_a_release_naming_the_admitting_worker_frees_that_workers_count(
     table.release("192.0.2.1", worker=999)  # an unknown worker: any count of the client
     assert table.in_flight("192.0.2.1") == 0
     assert table.forget(102) == 0
+
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.integers(0, 11), st.sampled_from((101, 102, 103)), st.booleans(), st.integers(0, 7)
+    ),
+    max_size=120,
+)
+
+
+@given(OPERATIONS)
+def test_counts_match_a_model_however_slots_are_freed_and_reused(
+    operations: list[tuple[int, int, bool, int]],
+) -> None:
+    """Admits, releases and dead workers in any order, in a table small enough for the
+    clients' runs to collide and wrap: every count is what a plain dict says. (A lookup
+    stops at the first slot never used; freed slots in between must not end it.)"""
+    table = ClientTable(slots=16)
+    tickets: list[tuple[int, int, Any]] = []
+    model: dict[tuple[int, int], int] = {}  # (client, pid) -> downloads in flight
+    with pytest.MonkeyPatch.context() as patch:
+        for client, pid, admit, which in operations:
+            address = f"10.0.0.{client}" if client % 2 else f"2001:db8::{client}"
+            as_worker(patch, pid)
+            if admit:
+                total = sum(n for (c, _), n in model.items() if c == client)
+                ticket = table.admit(address, 4)
+                assert (ticket is None) == (total >= 4)
+                if ticket is not None:
+                    tickets.append((client, pid, ticket))
+                    model[client, pid] = model.get((client, pid), 0) + 1
+            elif which == 7:  # this worker dies: the master forgets its counts
+                dropped = table.forget(pid)
+                assert dropped == sum(n for (_, p), n in model.items() if p == pid)
+                model = {k: n for k, n in model.items() if k[1] != pid}
+                tickets = [t for t in tickets if t[1] != pid]
+            elif tickets:
+                owner, by, ticket = tickets.pop(which % len(tickets))
+                as_worker(patch, by)  # a ticket is released in the worker that holds it
+                ticket.release()
+                model[owner, by] -= 1
+            for c in range(12):
+                seen = f"10.0.0.{c}" if c % 2 else f"2001:db8::{c}"
+                expected = sum(n for (k, _), n in model.items() if k == c)
+                assert table.in_flight(seen) == expected
