@@ -123,7 +123,7 @@ class Plan:
         if self.status != 206:
             return _KINDS[self.status]
         # §15.3.7.2: a multipart answer has no top-level Content-Range.
-        single = any(name == CONTENT_RANGE for name, _ in self.headers)
+        single = CONTENT_RANGE in dict(self.headers)  # one C pass, not a generator
         return "range" if single else "multipart"
 
 
