@@ -80,6 +80,7 @@ class Metrics:
         self.allow = allow
         self.digest_queue_length = digest_queue_length
         self.io_busy = io_busy
+        self._gauges: dict[int, float] = {}  # id(gauge) -> the value this process last set
         own = CollectorRegistry()
         self.requests = Counter(
             "download_requests", "Requests answered, by status code and kind of answer",
@@ -125,9 +126,17 @@ class Metrics:
     def refresh_gauges(self) -> None:
         """This worker's share of the gauges it reports itself (queue, busy threads)."""
         if self.digest_queue_length is not None:
-            self.digest_queue.set(self.digest_queue_length())
+            self.set_gauge(self.digest_queue, self.digest_queue_length())
         if self.io_busy is not None:
-            self.io_threads_busy.set(self.io_busy())
+            self.set_gauge(self.io_threads_busy, self.io_busy())
+
+    def set_gauge(self, gauge: Gauge, value: float) -> None:
+        """``gauge.set(value)`` unless this process last set it to ``value``: its value
+        is this process's own (a file of its own under gunicorn), so an unchanged one
+        needs no write (a lock and a ``getpid`` in prometheus_client, per publication)."""
+        if self._gauges.get(id(gauge)) != value:
+            gauge.set(value)
+            self._gauges[id(gauge)] = value
 
     def allows(self, peer: str | None) -> bool:
         """Whether ``peer`` (REMOTE_ADDR) may scrape; a unix-socket peer counts as local."""
@@ -215,7 +224,7 @@ class Recorder:
             metrics.truncated.inc(tally.truncated)
         for name, count in tally.storage_errors.items():
             metrics.storage_errors.labels(name).inc(count)
-        metrics.in_flight.set(self._in_flight)
+        metrics.set_gauge(metrics.in_flight, self._in_flight)
         metrics.refresh_gauges()
 
 

@@ -208,3 +208,23 @@ def test_metrics_off_means_no_route_and_no_middleware(root: Path) -> None:
     with_log = create_app(Settings(data_root=root, metrics=False, access_log=True))
     assert isinstance(with_log.wsgi_app, AccessLog)
     assert with_log.wsgi_app.observers == ()
+
+
+def test_a_gauge_is_written_only_when_its_value_changes(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's own gauges are set at every publication; an unchanged value costs
+    no write, and every change, down to zero and back, still reaches the scrape."""
+    metrics = app.extensions["metrics"]
+    writes: list[float] = []
+    real_set = type(metrics.in_flight).set
+
+    def counted(gauge: Any, value: float) -> None:
+        writes.append(value)
+        real_set(gauge, value)
+
+    monkeypatch.setattr(type(metrics.in_flight), "set", counted)
+    for value in (3, 3, 3, 0, 0, 3):
+        metrics.set_gauge(metrics.in_flight, value)
+        assert metrics.in_flight._value.get() == value
+    assert writes == [3, 0, 3]
