@@ -65,6 +65,8 @@ class Settings:
     access_log: bool = True
     digests: bool = True
     digest_cache: Path | None = None  # None: service.digests.default_cache_dirs()
+    # SHA-256 per piece of this many bytes, from the digest pass (Metalink <pieces>).
+    piece_size: int = 4 * 1024 * 1024
     etag: str = "mtime"
     # Folder archives (?format=tar): off answers them 404; larger trees get a 403.
     archives: bool = True
@@ -282,6 +284,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "access_log": _boolean,
     "digests": _boolean,
     "digest_cache": _path,
+    "piece_size": _size(64 * 1024, 1024 * 1024 * 1024),
     "etag": _choice("mtime", "digest"),
     "archives": _boolean,
     "archive_max_members": _integer(1, 10_000_000),

@@ -20,8 +20,13 @@ version, so that other workers do not hash it too. A worker's thread also reads 
 the others stored every ``REFRESH_SECONDS``, so a digest one worker computed reaches
 the answers of every worker within seconds, not only after a miss of its own.
 
-A cache written before CRC-32s were kept gains the ``crc32`` column when opened; its
-rows keep their SHA-256, and a version is read again only when a zip asks for its CRC-32.
+The same pass also hashes each piece of ``DL_PIECE_SIZE`` bytes (SHA-256 of each, the
+last one shorter), for Metalink documents that let a client check and re-fetch pieces.
+
+A cache written before CRC-32s or piece hashes were kept gains their columns when
+opened; its rows keep their SHA-256, and a version is read again only when a zip asks
+for its CRC-32 or a Metalink for its piece hashes. So is a version whose pieces were
+hashed at another piece size.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, int, int]  # (URL path below /files/, size, mtime_ns)
 
 CACHE_FILE = "digests.sqlite3"
+#: Bytes per piece hash by default (``DL_PIECE_SIZE``).
+PIECE_SIZE = 4 * 1024 * 1024
 #: Bytes per read while hashing (hashlib and pread release the GIL for each). Below
 #: glibc's 128 KiB mmap threshold on purpose: freeing a larger, mmapped buffer raises
 #: that threshold and the heap's trim threshold with it, and the worker's RSS then
@@ -81,6 +88,8 @@ CREATE TABLE IF NOT EXISTS digests (
     mtime_ns INTEGER NOT NULL,
     sha256 BLOB,
     crc32 INTEGER,
+    piece_size INTEGER,
+    pieces BLOB,
     claimed_by INTEGER,
     claimed_at REAL,
     hashed_at REAL,
@@ -95,6 +104,10 @@ class Hashes(NamedTuple):
 
     sha256: bytes
     crc32: int  # as zlib computes it: the CRC-32 of ZIP (APPNOTE 4.4.7)
+    #: The SHA-256 of each piece of ``piece_size`` bytes, in order, joined (32 bytes
+    #: each); empty for an empty file.
+    pieces: bytes = b""
+    piece_size: int = 0
 
 
 def with_digest(store: DigestStore | None, rep: Representation, path: str) -> Representation:
@@ -141,7 +154,7 @@ def open_store(settings: Settings, catalog: Catalog) -> DigestStore | None:
                 _private_folder(folder)
             else:
                 folder.mkdir(parents=True, exist_ok=True)
-            return DigestStore(folder / CACHE_FILE, catalog)
+            return DigestStore(folder / CACHE_FILE, catalog, piece_size=settings.piece_size)
         except (OSError, sqlite3.Error) as error:
             errors.append(f"{folder}: {error}")
     log.error("digests are off: no usable cache folder (%s)", "; ".join(errors))
@@ -169,8 +182,9 @@ class _Claim(enum.Enum):
 class DigestCache:
     """The SQLite cache for one data root; one connection, used by one thread."""
 
-    def __init__(self, path: Path, root: str) -> None:
+    def __init__(self, path: Path, root: str, piece_size: int = 0) -> None:
         self.root = root
+        self.piece_size = piece_size  # the pieces this process hashes (0: none asked)
         self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -179,37 +193,47 @@ class DigestCache:
 
     def _migrate(self) -> None:
         """Bring a cache of an older schema up to this one, keeping its rows."""
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(digests)")}
-        if "crc32" not in columns:
-            with self._transaction():
-                again = {row[1] for row in self.db.execute("PRAGMA table_info(digests)")}
-                if "crc32" not in again:  # another worker may have just added it
-                    self.db.execute("ALTER TABLE digests ADD COLUMN crc32 INTEGER")
+        added = (("crc32", "INTEGER"), ("piece_size", "INTEGER"), ("pieces", "BLOB"))
+        if all(name in self._columns() for name, _ in added):
+            return
+        with self._transaction():
+            present = self._columns()  # another worker may have just added them
+            for name, kind in added:
+                if name not in present:
+                    self.db.execute(f"ALTER TABLE digests ADD COLUMN {name} {kind}")
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self.db.execute("PRAGMA table_info(digests)")}
 
     def close(self) -> None:
         self.db.close()
 
-    def known(self, since: float = 0.0) -> list[tuple[str, int, int, bytes, int | None, float]]:
-        """Digests (and CRC-32s, None in rows older than them) of this root stored at or
-        after ``since`` (a ``time.time()``)."""
+    def known(
+        self, since: float = 0.0
+    ) -> list[tuple[str, int, int, bytes, int | None, bytes | None, float]]:
+        """Digests of this root stored at or after ``since`` (a ``time.time()``), with
+        their CRC-32s and piece hashes (None in rows older than them, and pieces of
+        another size than this process's)."""
         return self.db.execute(
-            "SELECT path, size, mtime_ns, sha256, crc32, hashed_at FROM digests"
+            "SELECT path, size, mtime_ns, sha256, crc32,"
+            " CASE WHEN piece_size = ? THEN pieces END, hashed_at FROM digests"
             " WHERE root = ? AND hashed_at >= ? AND sha256 IS NOT NULL",
-            (self.root, since),
+            (self.piece_size, self.root, since),
         ).fetchall()
 
     def claim(self, key: Key, pid: int, now: float) -> tuple[_Claim, Hashes | None]:
-        """Both hashes if known; else whether this process may hash the version. A row
-        with a SHA-256 but no CRC-32 (from an older schema) keeps its SHA-256 meanwhile."""
+        """Every hash if known; else whether this process may hash the version. A row
+        with a SHA-256 but no CRC-32 or no pieces of this size (from an older schema or
+        setting) keeps its SHA-256 meanwhile."""
         with self._transaction():
             row = self.db.execute(
-                "SELECT sha256, crc32, claimed_by, claimed_at FROM digests"
+                "SELECT sha256, crc32, piece_size, pieces, claimed_by, claimed_at FROM digests"
                 " WHERE root = ? AND path = ? AND size = ? AND mtime_ns = ?",
                 (self.root, *key),
             ).fetchone()
-            if row is not None and row[0] is not None and row[1] is not None:
-                return _Claim.KNOWN, Hashes(bytes(row[0]), row[1])
-            if row is not None and row[2] != pid and _live_claim(row[2], row[3], now):
+            if row is not None and None not in row[:4] and row[2] == self.piece_size:
+                return _Claim.KNOWN, Hashes(bytes(row[0]), row[1], bytes(row[3]), row[2])
+            if row is not None and row[4] != pid and _live_claim(row[4], row[5], now):
                 return _Claim.BUSY, None
             self.db.execute(
                 "INSERT INTO digests (root, path, size, mtime_ns, claimed_by, claimed_at)"
@@ -230,8 +254,16 @@ class DigestCache:
             )
             self.db.execute(
                 "INSERT OR REPLACE INTO digests (root, path, size, mtime_ns, sha256,"
-                " crc32, hashed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.root, *key, hashes.sha256, hashes.crc32, now),
+                " crc32, piece_size, pieces, hashed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.root,
+                    *key,
+                    hashes.sha256,
+                    hashes.crc32,
+                    hashes.piece_size,
+                    hashes.pieces,
+                    now,
+                ),
             )
 
     def release(self, key: Key, pid: int) -> None:
@@ -277,10 +309,14 @@ def _live_claim(pid: int | None, claimed_at: float | None, now: float) -> bool:
 
 
 def hash_version(
-    opened: OpenFile, size: int, mtime_ns: int, chunk: int = HASH_CHUNK
+    opened: OpenFile,
+    size: int,
+    mtime_ns: int,
+    chunk: int = HASH_CHUNK,
+    piece_size: int = PIECE_SIZE,
 ) -> Hashes | None:
-    """SHA-256 and CRC-32 of the open file, or None unless it is, before and after, this
-    version."""
+    """SHA-256, CRC-32 and piece hashes of the open file, in one read of it, or None
+    unless it is, before and after, this version."""
     fd = opened.fd
     if fd is None or (opened.representation.size, opened.representation.mtime_ns) != (
         size,
@@ -288,6 +324,7 @@ def hash_version(
     ):
         return None
     digest = hashlib.sha256()
+    pieces = _Pieces(piece_size)
     crc = 0
     buffer = bytearray(chunk)
     view = memoryview(buffer)
@@ -300,13 +337,41 @@ def hash_version(
                 break
             digest.update(view[:count])
             crc = zlib.crc32(view[:count], crc)
+            pieces.update(view[:count])
             offset += count
         after = os.fstat(fd)
     except OSError as error:
         raise StorageError.from_os_error(error, offset) from error
     if offset != size or (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
         return None  # changed while we read it: this digest belongs to no version
-    return Hashes(digest.digest(), crc)
+    return Hashes(digest.digest(), crc, pieces.done(), piece_size)
+
+
+class _Pieces:
+    """The SHA-256 of each ``size``-byte piece of what it is fed, in order."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._hashes: list[bytes] = []
+        self._current = hashlib.sha256()
+        self._left = size  # bytes until the current piece is complete
+
+    def update(self, data: memoryview) -> None:
+        while data:
+            taken = data[: self._left]
+            self._current.update(taken)
+            self._left -= len(taken)
+            data = data[len(taken) :]
+            if not self._left:
+                self._hashes.append(self._current.digest())
+                self._current, self._left = hashlib.sha256(), self.size
+
+    def done(self) -> bytes:
+        """The hashes joined; a last, shorter piece counts too."""
+        if self._left != self.size:
+            self._hashes.append(self._current.digest())
+            self._current, self._left = hashlib.sha256(), self.size
+        return b"".join(self._hashes)
 
 
 class DigestStore:
@@ -319,15 +384,17 @@ class DigestStore:
         *,
         settle_seconds: float = SETTLE_SECONDS,
         chunk: int = HASH_CHUNK,
+        piece_size: int = PIECE_SIZE,
     ) -> None:
         self.cache_path = cache_path
         self.catalog = catalog
         self.settle_seconds = settle_seconds
         self.chunk = chunk
+        self.piece_size = piece_size
         self.hashed = 0  # files this process has hashed (a restart should add none)
-        # path -> (size, mtime_ns, sha256, crc32 or None): one version per path, read
-        # without locks.
-        self._known: dict[str, tuple[int, int, bytes, int | None]] = {}
+        # path -> (size, mtime_ns, sha256, crc32 or None, pieces or None): one version
+        # per path, read without locks.
+        self._known: dict[str, tuple[int, int, bytes, int | None, bytes | None]] = {}
         self._pending: set[Key] = set()
         # Versions whose storage failed while hashing -> when (monotonic): not re-read.
         self._failed: dict[Key, float] = {}
@@ -337,7 +404,9 @@ class DigestStore:
         self._stopped: Any = None
         self._seen = 0.0  # the newest hashed_at loaded from the cache
         self._refresh_failed = False
-        cache = DigestCache(cache_path, catalog.root)  # fails here, at start, if it must
+        cache = DigestCache(
+            cache_path, catalog.root, piece_size
+        )  # fails here, at start, if it must
         try:
             self._load(cache)
         finally:
@@ -358,6 +427,17 @@ class DigestStore:
         known = self._known.get(path)
         if known is not None and known[0] == size and known[1] == mtime_ns:
             return known[2]
+        return None
+
+    def pieces(self, path: str, size: int, mtime_ns: int) -> bytes | None:
+        """The SHA-256 of each ``piece_size`` piece of this version, joined, if known;
+        else None, and it is queued for hashing."""
+        known = self._known.get(path)
+        if known is not None and known[0:2] == (size, mtime_ns) and known[4] is not None:
+            return known[4]
+        key = (path, size, mtime_ns)
+        if not self._failed_lately(key):
+            self._request(key)
         return None
 
     def crc32(self, path: str, size: int, mtime_ns: int) -> int | None:
@@ -419,7 +499,7 @@ class DigestStore:
         closed when the queue is empty; False when told to stop. A version modified
         too recently is deferred (it stays queued) and the thread goes on meanwhile."""
         done: list[Key] = []
-        cache = DigestCache(self.cache_path, self.catalog.root)
+        cache = DigestCache(self.cache_path, self.catalog.root, self.piece_size)
         try:
             self._load(cache)  # what other workers stored since we last looked
             next_key: Any = key
@@ -444,7 +524,7 @@ class DigestStore:
         """Read what other workers stored since the last look; a failure (the cache
         locked past its busy timeout, say) waits for the next look."""
         try:
-            cache = DigestCache(self.cache_path, self.catalog.root)
+            cache = DigestCache(self.cache_path, self.catalog.root, self.piece_size)
             try:
                 self._load(cache)
             finally:
@@ -457,8 +537,9 @@ class DigestStore:
             self._refresh_failed = False
 
     def _load(self, cache: DigestCache) -> None:
-        for path, size, mtime_ns, sha256, crc32, hashed_at in cache.known(since=self._seen):
-            self._known[path] = (size, mtime_ns, bytes(sha256), crc32)
+        for path, size, mtime_ns, sha256, crc32, pieces, hashed_at in cache.known(self._seen):
+            pieces = None if pieces is None else bytes(pieces)
+            self._known[path] = (size, mtime_ns, bytes(sha256), crc32, pieces)
             self._seen = max(self._seen, hashed_at)
 
     def _settle(self, cache: DigestCache, key: Key) -> None:
@@ -479,7 +560,7 @@ class DigestStore:
                 return
             cache.store(key, hashes, time.time())
             self.hashed += 1
-        self._known[path] = (size, mtime_ns, hashes.sha256, hashes.crc32)
+        self._known[path] = (size, mtime_ns, hashes.sha256, hashes.crc32, hashes.pieces)
 
     def _remember_failure(self, key: Key, error: StorageError) -> None:
         """One log line per failed version; requests do not queue it again for a while."""
@@ -507,7 +588,7 @@ class DigestStore:
         except (CatalogError, OSError):
             return None  # gone or replaced: a request for the new version asks again
         try:
-            return hash_version(opened, size, mtime_ns, self.chunk)
+            return hash_version(opened, size, mtime_ns, self.chunk, self.piece_size)
         finally:
             opened.close()
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from config import Settings
 from service import digests
@@ -240,7 +242,8 @@ def test_a_file_changed_while_it_is_hashed_gets_no_digest(
     try:
         facts = again.representation
         body = b"b" * 1024 + b"a" * 3072
-        expected = Hashes(hashlib.sha256(body).digest(), zlib.crc32(body))
+        sha256 = hashlib.sha256(body).digest()
+        expected = Hashes(sha256, zlib.crc32(body), sha256, digests.PIECE_SIZE)  # one piece
         assert hash_version(again, facts.size, facts.mtime_ns, chunk=1024) == expected
     finally:
         again.close()
@@ -301,7 +304,8 @@ def test_a_version_claimed_by_a_live_worker_is_left_to_it(
     assert store.hashed == 0
     assert store.lookup("a.bin", size, mtime) is None
     # The other worker stores it: the next request here finds it in the cache.
-    cache.store(("a.bin", size, mtime), Hashes(b"\x01" * 32, 7), 1e12)
+    pieces = b"\x02" * 32  # one piece, of the size every worker uses
+    cache.store(("a.bin", size, mtime), Hashes(b"\x01" * 32, 7, pieces, digests.PIECE_SIZE), 1e12)
     cache.close()
     assert store.lookup("a.bin", size, mtime) is None
     assert store.wait_idle(10)
@@ -478,3 +482,101 @@ def test_a_failed_version_is_tried_again_after_the_back_off(
     store.lookup("flaky.bin", size, mtime)
     assert store.wait_idle(10)
     assert store.peek("flaky.bin", size, mtime) == hashlib.sha256(b"x" * 1000).digest()
+
+
+def reference_pieces(content: bytes, piece_size: int) -> bytes:
+    return b"".join(
+        hashlib.sha256(content[offset : offset + piece_size]).digest()
+        for offset in range(0, len(content), piece_size)
+    )
+
+
+def test_piece_hashes_come_from_the_same_pass(root: Path, new_store) -> None:
+    content = os.urandom(3 * 2**20 + 5)  # three whole pieces and a short one
+    size, mtime = write(root / "a.bin", content)
+    store = new_store(chunk=96 * 1024, piece_size=2**20)  # reads that straddle pieces
+    assert store.pieces("a.bin", size, mtime) is None  # queued, like a digest
+    assert store.wait_idle(10)
+    assert store.pieces("a.bin", size, mtime) == reference_pieces(content, 2**20)
+    assert store.peek("a.bin", size, mtime) == hashlib.sha256(content).digest()
+    assert store.crc32("a.bin", size, mtime) == zlib.crc32(content)
+    assert store.pieces("a.bin", size + 1, mtime) is None  # another version
+    assert store.hashed == 1
+
+
+@given(st.binary(max_size=20_000), st.integers(1, 5000), st.integers(1, 5000))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_pieces_are_right_whatever_the_read_and_piece_sizes(
+    tmp_path: Path, content: bytes, chunk: int, piece_size: int
+) -> None:
+    path = tmp_path / f"{len(content)}-{chunk}-{piece_size}.bin"
+    size, mtime = write(path, content)
+    opened = Catalog(tmp_path).open_file(path.name)
+    try:
+        hashes = hash_version(opened, size, mtime, chunk=chunk, piece_size=piece_size)
+    finally:
+        opened.close()
+    assert hashes is not None
+    assert hashes.pieces == reference_pieces(content, piece_size)
+    assert hashes.piece_size == piece_size
+    assert hashes.sha256 == hashlib.sha256(content).digest()
+
+
+CRC_SCHEMA = OLD_SCHEMA.replace("sha256 BLOB,", "sha256 BLOB, crc32 INTEGER,")
+
+
+def test_a_cache_from_before_piece_hashes_is_migrated_and_kept(
+    root: Path, cache_path: Path, new_store
+) -> None:
+    """Its digests and CRC-32s are served at once, nothing is hashed until a Metalink
+    asks for a version's pieces; that version is read once more, and a restart then
+    has its pieces without reading it again."""
+    content = os.urandom(300_000)
+    size, mtime = write(root / "a.bin", content)
+    with sqlite3.connect(cache_path) as db:
+        db.executescript(CRC_SCHEMA)
+        db.execute(
+            "INSERT INTO digests VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+            (str(Catalog(root).root), "a.bin", size, mtime,
+             hashlib.sha256(content).digest(), zlib.crc32(content), 1.0),
+        )  # fmt: skip
+    db.close()
+    store = new_store(piece_size=2**16)
+    assert store.lookup("a.bin", size, mtime) == hashlib.sha256(content).digest()
+    assert store.crc32("a.bin", size, mtime) == zlib.crc32(content)
+    assert (store.queue_length(), store.hashed) == (0, 0)
+    assert store.pieces("a.bin", size, mtime) is None
+    assert store.wait_idle(10)
+    assert store.pieces("a.bin", size, mtime) == reference_pieces(content, 2**16)
+    assert store.hashed == 1
+    store.close()
+    again = new_store(piece_size=2**16)  # a restart
+    assert again.pieces("a.bin", size, mtime) == reference_pieces(content, 2**16)
+    assert (again.queue_length(), again.hashed) == (0, 0)
+
+
+def test_another_piece_size_hashes_the_pieces_again_and_keeps_the_digest(
+    root: Path, new_store
+) -> None:
+    content = os.urandom(200_000)
+    size, mtime = write(root / "a.bin", content)
+    first = new_store(piece_size=2**16)
+    first.lookup("a.bin", size, mtime)
+    assert first.wait_idle(10)
+    first.close()
+    resized = new_store(piece_size=2**17)
+    assert resized.lookup("a.bin", size, mtime) == hashlib.sha256(content).digest()
+    assert resized.pieces("a.bin", size, mtime) is None  # those were 64 KiB pieces
+    assert resized.wait_idle(10)
+    assert resized.pieces("a.bin", size, mtime) == reference_pieces(content, 2**17)
+    assert resized.hashed == 1
+
+
+def test_the_piece_size_is_a_setting(root: Path, tmp_path: Path) -> None:
+    settings = Settings(data_root=root, digest_cache=tmp_path / "c", piece_size=2**20)
+    store = open_store(settings, Catalog(root))
+    assert store is not None
+    try:
+        assert store.piece_size == 2**20
+    finally:
+        store.close()
