@@ -36,6 +36,7 @@ import enum
 import hashlib
 import heapq
 import logging
+import math
 import os
 import sqlite3
 import stat
@@ -108,6 +109,19 @@ class Hashes(NamedTuple):
     #: each); empty for an empty file.
     pieces: bytes = b""
     piece_size: int = 0
+
+
+#: Bytes per second a ``Retry-After`` of an answer waiting for the digest pass assumes
+#: it reads (it runs at a lower priority than serving; 0.5-1 GB/s on an idle core here).
+HASH_RATE_ESTIMATE = 250_000_000
+#: The longest ``Retry-After`` such an answer asks for: a client comes back at least
+#: this often and sees the progress.
+MAX_RETRY_AFTER = 300
+
+
+def hashing_wait(pending_bytes: int) -> int:
+    """Seconds a client is asked to wait for the digest pass to read this many bytes."""
+    return min(1 + math.ceil(pending_bytes / HASH_RATE_ESTIMATE), MAX_RETRY_AFTER)
 
 
 def with_digest(store: DigestStore | None, rep: Representation, path: str) -> Representation:

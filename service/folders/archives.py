@@ -10,7 +10,6 @@ stream reaches it, as the version it was planned with.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,7 +19,7 @@ from flask import Response, current_app, request
 from config import Settings
 from service.delivery.archives import MemberOpener
 from service.delivery.responses import archive_response
-from service.digests import DigestStore
+from service.digests import DigestStore, hashing_wait
 from service.sansio import Conditions, Policy, Representation, plan_response
 from service.sansio.archive import (
     FORMATS,
@@ -42,13 +41,6 @@ from service.web.errors import (
     NotFoundError,
     StorageError,
 )
-
-#: Bytes per second the ``Retry-After`` of a pending zip assumes the digest pass reads
-#: (it runs at a lower priority than serving; about 1 GB/s on an idle core here).
-HASH_RATE_ESTIMATE = 250_000_000
-#: The longest ``Retry-After`` a pending zip asks for: a client comes back at least
-#: this often and sees the progress.
-MAX_RETRY_AFTER = 300
 
 
 def available(settings: Settings, digests: DigestStore | None) -> tuple[str, ...]:
@@ -104,8 +96,7 @@ def _with_crc32s(digests: DigestStore, prefix: str, members: Sequence[Member]) -
         else:
             found.append(replace(member, crc32=crc32))
     if missing:
-        seconds = 1 + math.ceil(missing_bytes / HASH_RATE_ESTIMATE)
-        raise ChecksumsPendingError(missing, files, min(seconds, MAX_RETRY_AFTER))
+        raise ChecksumsPendingError(missing, files, hashing_wait(missing_bytes))
     return found
 
 

@@ -24,6 +24,7 @@ _EXTRA = {
     ".iso": "application/x-iso9660-image",
     ".m4a": "audio/mp4",
     ".m4v": "video/mp4",
+    ".meta4": "application/metalink4+xml",  # RFC 5854 §7
     ".mkv": "video/x-matroska",
     ".ogv": "video/ogg",
     ".opus": "audio/ogg",

@@ -19,11 +19,15 @@ Choices where RFC 5854 leaves one:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from service.sansio.validators import EntityTag
 
 NAMESPACE = "urn:ietf:params:xml:ns:metalink"
 MEDIA_TYPE = "application/metalink4+xml"
@@ -114,6 +118,13 @@ def document(
     ET.indent(root)
     text: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return text + b"\n"
+
+
+def document_etag(document: bytes) -> EntityTag:
+    """A strong tag of the document's own bytes (RFC 9110 §8.8.3): another file
+    version, another source or another signature makes another tag."""
+    digest = hashlib.sha256(document).digest()[:18]
+    return EntityTag("meta4-" + base64.urlsafe_b64encode(digest).decode())
 
 
 def _tag(local: str) -> str:

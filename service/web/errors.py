@@ -56,11 +56,28 @@ class TooManyMembersError(ForbiddenError):
     message = "Forbidden: this folder has too many entries for an archive"
 
 
-class ChecksumsPendingError(CatalogError):
-    """A zip asked for while some members' CRC-32s are still being computed: 503 with
+class PendingError(CatalogError):
+    """An answer that needs hashes the digest pass has not computed yet: 503 with
     ``Retry-After`` (RFC 9110 §15.6.4), never a byte that might later change."""
 
     status = 503
+    retry_after = 1
+
+
+class DigestsPendingError(PendingError):
+    """A file's Metalink asked for before its SHA-256 and piece hashes are known."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("digest unknown")
+        self.retry_after = retry_after
+        self.message = (
+            "Service Unavailable: this file's Metalink is being prepared; its hashes are"
+            f" being computed, try again in {retry_after} s"
+        )
+
+
+class ChecksumsPendingError(PendingError):
+    """A zip asked for while some members' CRC-32s are still being computed."""
 
     def __init__(self, missing: int, files: int, retry_after: int) -> None:
         super().__init__(f"{missing} of {files} CRC-32s unknown")
@@ -159,7 +176,7 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, IsFolderError):
             # The URL the client used, so an app mounted under a prefix keeps it.
             response.headers["Location"] = quote(request.script_root + request.path + "/")
-        if isinstance(error, ChecksumsPendingError):
+        if isinstance(error, PendingError):
             response.headers["Retry-After"] = str(error.retry_after)
         return response
 

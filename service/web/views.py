@@ -21,6 +21,7 @@ from service.observability.accesslog import KIND_KEY, TRANSFER_KEY
 from service.sansio import Conditions, Policy, plan_response
 from service.storage import faults
 from service.storage.access import Storage
+from service.web import metalinks
 from service.web.errors import IsFolderError
 from service.web.links import archive_format, entry_signer, require_signature
 
@@ -48,6 +49,8 @@ def files(name: str) -> Response:
         if kind is not None:
             return archives.respond(storage, name, kind, _conditions(environ))
         return _listing(storage, name)
+    if environ.get("QUERY_STRING") and metalinks.wanted(request.args):  # args parsed lazily
+        return metalinks.respond(storage, name, _conditions(environ))
     opened = storage.open_file(name)
     try:
         now = int(time.time())

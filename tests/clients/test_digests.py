@@ -1,12 +1,16 @@
 """Digests with real clients: aria2c checks the whole download against the ``Digest``
-it is sent (a wrong one fails it), and ``sha256sum -c`` checks a mirror made with curl
-against the folder's ``?format=sha256`` listing."""
+it is sent (a wrong one fails it), ``aria2c -M`` checks every piece of a download
+against the file's Metalink (a wrong piece hash fails it), and ``sha256sum -c`` checks
+a mirror made with curl against the folder's ``?format=sha256`` listing."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sqlite3
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,11 +41,15 @@ def site(tmp_path: Path, delivery: dict[str, str]) -> Iterator[tuple[Path, Path,
 
 
 def start(
-    tmp_path: Path, site: tuple[Path, Path, list], delivery: dict[str, str]
+    tmp_path: Path,
+    site: tuple[Path, Path, list],
+    delivery: dict[str, str],
+    extra: dict[str, str] | None = None,
 ) -> GunicornServer:
     root, cache, servers = site
     log = tmp_path / f"gunicorn-{len(servers)}.log"
-    server = GunicornServer(root, log, {**delivery, "DL_DIGEST_CACHE": str(cache)})
+    env = {**delivery, "DL_DIGEST_CACHE": str(cache), **(extra or {})}
+    server = GunicornServer(root, log, env)
     servers.append(server)
     return server.start()
 
@@ -143,3 +151,58 @@ def test_sha256sum_checks_a_mirror_fetched_with_curl(
     failed = run([sha256sum, "-c", "SHA256SUMS"], cwd=mirror, check=False)
     assert failed.returncode == 1
     assert b"with space.txt: FAILED" in failed.stdout
+
+
+def fetch_metalink(url: str, timeout: float = 30.0) -> bytes:
+    """The document, once the digest pass has the file's hashes (503 until then)."""
+    deadline = time.monotonic() + timeout
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert response.headers["Content-Type"] == "application/metalink4+xml"
+                body: bytes = response.read()
+                return body
+        except urllib.error.HTTPError as error:  # only "not yet" is a reason to wait
+            if error.code != 503 or not error.headers["Retry-After"]:
+                raise
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    pytest.fail(f"no Metalink at {url} within {timeout}s")
+
+
+def aria2c_metalink(meta4: Path, out_dir: Path, log: Path, *extra: str) -> list[str]:
+    """``aria2c -M``: the file, its name and its sources all from the document."""
+    command = aria2c_command("", out_dir, "", split=4, extra=["--log-level=info", f"--log={log}"])
+    return [*command[: command.index("-o")], *extra, "-M", str(meta4)]
+
+
+def test_aria2c_checks_every_piece_against_the_metalink(
+    tmp_path: Path, site: tuple[Path, Path, list], delivery: dict[str, str], out_dir: Path
+) -> None:
+    root, _, _ = site
+    expected = write_big_file(root / "big.bin", 24 * MiB + 321, seed=13)
+    settled(root / "big.bin")
+    server = start(tmp_path, site, delivery, {"DL_PIECE_SIZE": "1m"})
+    meta4 = fetch_metalink(f"{server.url}/files/big.bin?format=meta4")
+    good = tmp_path / "good.meta4"
+    good.write_bytes(meta4)
+
+    good_log = tmp_path / "aria2-meta4-good.log"
+    run(aria2c_metalink(good, out_dir, good_log))
+    assert sha256_file(out_dir / "big.bin") == expected
+    log = good_log.read_text(errors="replace")
+    assert log.count("Good chunk checksum.") == 25  # 24 whole MiB pieces and the short one
+    assert "Chunk checksum validation failed" not in log
+
+    # One piece hash altered: aria2c must refuse that piece, which proves it checks.
+    hashes = re.findall(rb"<hash>([0-9a-f]{64})</hash>", meta4)
+    assert len(hashes) == 25
+    bad = tmp_path / "bad.meta4"
+    bad.write_bytes(meta4.replace(hashes[7], hashlib.sha256(b"not it").hexdigest().encode()))
+    (out_dir / "big.bin").unlink()
+    bad_log = tmp_path / "aria2-meta4-bad.log"
+    result = run(aria2c_metalink(bad, out_dir, bad_log, "--max-tries=2"), check=False)
+    log = bad_log.read_text(errors="replace")
+    assert result.returncode != 0, log[-3000:]
+    assert "Chunk checksum validation failed. checksumIndex=7, offset=7340032" in log

@@ -1,0 +1,166 @@
+"""``GET``/``HEAD /files/<file>?format=meta4`` through Flask's test client: the file's
+Metalink once its hashes are known, and an answer like any file's around it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from config import Settings
+from service import create_app
+from service.sansio.metalink import NAMESPACE
+from service.sansio.signing import Signer
+from tests.app import BIG, MTIME_NS, build_tree
+
+NS = {"m": NAMESPACE}
+PIECE = 64 * 1024
+KEY = "test-key-0123456789-abcdefghijklmnop"
+ODD = 'it\'s "<b>&amp;" ü #?%.iso'
+
+
+def make(root: Path, cache: Path, **settings: object) -> Flask:
+    return create_app(Settings(data_root=root, digest_cache=cache, piece_size=PIECE, **settings))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    tree = build_tree(tmp_path / "data")
+    (tree / ODD).write_bytes(b"odd" * 40_000)
+    os.utime(tree / ODD, ns=(MTIME_NS, MTIME_NS))
+    return tree
+
+
+@pytest.fixture
+def client(root: Path, tmp_path: Path) -> Iterator[FlaskClient]:
+    with make(root, tmp_path / "cache").test_client() as test_client:
+        yield test_client
+
+
+def meta4(client: FlaskClient, url: str, **headers: str) -> TestResponse:
+    """The document once the digest pass knows the file: 503 with Retry-After before."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = client.get(url, headers=headers)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        assert int(response.headers["Retry-After"]) >= 1
+        assert b"hashes are being computed" in response.data
+        time.sleep(0.02)
+
+
+def pieces_of(content: bytes) -> list[str]:
+    return [
+        hashlib.sha256(content[at : at + PIECE]).hexdigest() for at in range(0, len(content), PIECE)
+    ]
+
+
+def test_the_metalink_describes_the_file_and_its_own_url(client: FlaskClient) -> None:
+    first = client.get("/files/big.bin?format=meta4")
+    assert first.status_code == 503  # asked before any hash: queued, not computed here
+    response = meta4(client, "/files/big.bin?format=meta4")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/metalink4+xml"
+    assert response.headers["Content-Disposition"].startswith(
+        'attachment; filename="big.bin.meta4"'
+    )
+    assert response.headers["ETag"].startswith('"meta4-')
+    assert response.headers["Last-Modified"] == "Tue, 14 Nov 2023 22:13:20 GMT"
+    assert int(response.headers["Content-Length"]) == len(response.data)
+    file = ET.fromstring(response.data).find("m:file", NS)
+    assert file is not None
+    assert file.get("name") == "big.bin"
+    assert file.findtext("m:size", namespaces=NS) == str(len(BIG))
+    assert file.findtext("m:hash", namespaces=NS) == hashlib.sha256(BIG).hexdigest()
+    assert [h.text for h in file.findall("m:pieces/m:hash", NS)] == pieces_of(BIG)
+    urls = file.findall("m:url", NS)
+    assert [(u.get("priority"), u.text) for u in urls] == [("1", "http://localhost/files/big.bin")]
+
+
+def test_a_hostile_name_is_the_documents_name_and_its_url_is_encoded(
+    client: FlaskClient,
+) -> None:
+    url = "/files/" + quote(ODD) + "?format=meta4"
+    response = meta4(client, url)
+    assert response.status_code == 200
+    file = ET.fromstring(response.data).find("m:file", NS)
+    assert file is not None
+    assert file.get("name") == ODD
+    own = file.findtext("m:url", namespaces=NS) or ""
+    assert unquote(urlsplit(own).path) == "/files/" + ODD  # "#", "?", "%" encoded
+    assert client.get(urlsplit(own).path).data == b"odd" * 40_000
+
+
+def test_head_conditions_and_ranges_work_as_for_any_file(client: FlaskClient) -> None:
+    url = "/files/big.bin?format=meta4"
+    full = meta4(client, url)
+    head = client.head(url)
+    assert head.status_code == 200
+    assert head.data == b""
+    assert {k: v for k, v in head.headers if k != "X-Request-Id"} == {
+        k: v for k, v in full.headers if k != "X-Request-Id"
+    }
+    etag = full.headers["ETag"]
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    assert client.get(url, headers={"If-Match": '"other"'}).status_code == 412
+    part = client.get(url, headers={"Range": "bytes=0-37"})
+    assert (part.status_code, part.data) == (206, full.data[:38])
+
+
+def test_a_new_version_gets_a_new_document_and_tag(client: FlaskClient, root: Path) -> None:
+    url = "/files/a.txt?format=meta4"
+    before = meta4(client, url)
+    (root / "a.txt").write_bytes(b"changed\n")
+    os.utime(root / "a.txt", ns=(MTIME_NS + 10**9, MTIME_NS + 10**9))
+    after = meta4(client, url)
+    assert after.status_code == 200
+    assert after.headers["ETag"] != before.headers["ETag"]
+    hashed = ET.fromstring(after.data).findtext("m:file/m:hash", namespaces=NS)
+    assert hashed == hashlib.sha256(b"changed\n").hexdigest()
+    assert client.get(url, headers={"If-None-Match": before.headers["ETag"]}).status_code == 200
+
+
+def test_an_empty_file_has_a_document_without_pieces(client: FlaskClient) -> None:
+    response = meta4(client, "/files/empty.txt?format=meta4")
+    assert response.status_code == 200
+    file = ET.fromstring(response.data).find("m:file", NS)
+    assert file is not None
+    assert file.find("m:pieces", NS) is None
+    assert file.findtext("m:hash", namespaces=NS) == hashlib.sha256(b"").hexdigest()
+
+
+def test_without_digests_there_is_no_metalink(root: Path, tmp_path: Path) -> None:
+    client = make(root, tmp_path / "cache", digests=False).test_client()
+    assert client.get("/files/big.bin?format=meta4").status_code == 404
+    assert client.get("/files/big.bin").data == BIG  # the file itself, as ever
+
+
+def test_missing_files_and_folders_answer_as_without_the_query(client: FlaskClient) -> None:
+    assert client.get("/files/nothing.iso?format=meta4").status_code == 404
+    assert client.get("/files/.hidden?format=meta4").status_code == 404
+    folder = client.get("/files/sub/?format=meta4")
+    assert folder.status_code == 200
+    assert folder.headers["Content-Type"].startswith("text/html")  # its listing
+
+
+def test_a_signed_link_opens_the_metalink_whose_url_is_signed_alike(
+    root: Path, tmp_path: Path
+) -> None:
+    client = make(root, tmp_path / "cache", signing_key=(KEY,)).test_client()
+    query = Signer((KEY.encode(),)).query("big.bin", int(time.time()) + 600, None)
+    assert client.get("/files/big.bin?format=meta4").status_code == 403
+    response = meta4(client, f"/files/big.bin?format=meta4&{query}")
+    assert response.status_code == 200
+    own = ET.fromstring(response.data).findtext("m:file/m:url", namespaces=NS) or ""
+    parts = urlsplit(own)
+    assert parts.query == query  # the link's own signature, no format
+    assert client.get(f"{parts.path}?{parts.query}").data == BIG
