@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, int, int]  # (URL path below /files/, size, mtime_ns)
 
 CACHE_FILE = "digests.sqlite3"
+_CRC32, _PIECES = 3, 4  # their places in a known version's tuple (DigestStore._known)
 #: Bytes per piece hash by default (``DL_PIECE_SIZE``).
 PIECE_SIZE = 4 * 1024 * 1024
 #: Bytes per read while hashing (hashlib and pread release the GIL for each). Below
@@ -446,19 +447,20 @@ class DigestStore:
     def pieces(self, path: str, size: int, mtime_ns: int) -> bytes | None:
         """The SHA-256 of each ``piece_size`` piece of this version, joined, if known;
         else None, and it is queued for hashing."""
-        known = self._known.get(path)
-        if known is not None and known[0:2] == (size, mtime_ns) and known[4] is not None:
-            return known[4]
-        key = (path, size, mtime_ns)
-        if not self._failed_lately(key):
-            self._request(key)
-        return None
+        pieces: bytes | None = self._known_or_queued(path, size, mtime_ns, _PIECES)
+        return pieces
 
     def crc32(self, path: str, size: int, mtime_ns: int) -> int | None:
         """The CRC-32 of this version if known; else None, and it is queued for hashing."""
+        crc32: int | None = self._known_or_queued(path, size, mtime_ns, _CRC32)
+        return crc32
+
+    def _known_or_queued(self, path: str, size: int, mtime_ns: int, field: int) -> Any:
+        """Field ``field`` of this version's known hashes, or None and the version
+        queued (a row from before that field was kept has None there)."""
         known = self._known.get(path)
-        if known is not None and known[0:2] == (size, mtime_ns) and known[3] is not None:
-            return known[3]
+        if known is not None and known[0:2] == (size, mtime_ns) and known[field] is not None:
+            return known[field]
         key = (path, size, mtime_ns)
         if not self._failed_lately(key):
             self._request(key)
