@@ -80,4 +80,7 @@ def _entry(
         item["etag"] = str(rep.etags(digest_etag)[0])
         if sha256 is not None:
             item["sha256"] = sha256.hex()
+        if known_digest is not None:  # the digest pass runs: the file has a Metalink
+            # A link signed for a file also opens its Metalink (service.web.metalinks).
+            item["meta4"] = f"{url}{'&' if '?' in url else '?'}format=meta4"
     return item

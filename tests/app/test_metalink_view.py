@@ -164,3 +164,20 @@ def test_a_signed_link_opens_the_metalink_whose_url_is_signed_alike(
     parts = urlsplit(own)
     assert parts.query == query  # the link's own signature, no format
     assert client.get(f"{parts.path}?{parts.query}").data == BIG
+
+
+def test_the_json_listing_names_each_files_metalink(root: Path, tmp_path: Path) -> None:
+    client = make(root, tmp_path / "cache", signing_key=(KEY,)).test_client()
+    query = Signer((KEY.encode(),)).query("", int(time.time()) + 600, None)
+    listing = client.get(f"/files/?format=json&{query}").get_json()
+    entries = {entry["name"]: entry for entry in listing["entries"]}
+    assert "meta4" not in entries["sub"]  # a folder has none
+    signed = entries["big.bin"]["meta4"]
+    assert signed.startswith("/files/big.bin?")
+    assert signed.endswith("&format=meta4")
+    response = meta4(client, signed)  # the entry's own signature opens it
+    assert response.status_code == 200
+    assert ET.fromstring(response.data).findtext("m:file/m:size", namespaces=NS) == str(len(BIG))
+    plain = make(root, tmp_path / "other", digests=False).test_client()
+    entries = {e["name"]: e for e in plain.get("/files/?format=json").get_json()["entries"]}
+    assert "meta4" not in entries["big.bin"]

@@ -368,6 +368,7 @@ def test_the_root_listing_is_json_with_files_and_folders(client: FlaskClient) ->
         "mtime": "2023-11-14T22:13:20Z",
         "size": BIG_SIZE,
         "etag": etag_of(client),
+        "meta4": "/files/big.bin?format=meta4",
     }
 
 

@@ -370,6 +370,7 @@ def test_root_listing(strict: Site) -> None:
         "mtime": entries["data.bin"]["mtime"],
         "size": len(DATA),
         "etag": etag_of(strict.tree.root / "data.bin"),
+        "meta4": "/files/data.bin?format=meta4",
         # Listed once known: the background hashing may or may not have finished.
         **({"sha256": hashlib.sha256(DATA).hexdigest()} if "sha256" in entries["data.bin"] else {}),
     }
