@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from service.sansio.cors import DEFAULT_MAX_AGE, CorsPolicy, OriginError
+from service.sansio.mirrors import MAX_MIRRORS, Mirror, MirrorError, parse_mirrors
 
 T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -68,6 +69,10 @@ class Settings:
     # SHA-256 per piece of this many bytes, from the digest pass (Metalink <pieces>).
     piece_size: int = 4 * 1024 * 1024
     etag: str = "mtime"
+    # Other servers with the same tree (their /files/ URLs), named in each file answer's
+    # Link fields (at most mirror_links of them) and in its Metalink.
+    mirrors: tuple[Mirror, ...] = ()
+    mirror_links: int = 8
     # Folder archives (?format=tar): off answers them 404; larger trees get a 403.
     archives: bool = True
     archive_max_members: int = 100_000
@@ -235,6 +240,13 @@ def _cors_origins(variable: str, raw: str) -> tuple[str, ...]:
     return ("*",) if policy.origins is None else tuple(sorted(policy.origins))
 
 
+def _mirrors(variable: str, raw: str) -> tuple[Mirror, ...]:
+    try:
+        return parse_mirrors(raw)
+    except MirrorError as error:
+        raise SettingsError(f"{variable}: {error}") from None
+
+
 def _networks(variable: str, raw: str) -> tuple[Network, ...]:
     """Comma-separated addresses or CIDR networks (host bits may be set)."""
     items = [item.strip() for item in raw.split(",") if item.strip()]
@@ -286,6 +298,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "digest_cache": _path,
     "piece_size": _size(64 * 1024, 1024 * 1024 * 1024),
     "etag": _choice("mtime", "digest"),
+    "mirrors": _mirrors,
+    "mirror_links": _integer(0, MAX_MIRRORS),
     "archives": _boolean,
     "archive_max_members": _integer(1, 10_000_000),
     "log_level": _choice("debug", "info", "warning", "error", "critical"),

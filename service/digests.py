@@ -444,6 +444,11 @@ class DigestStore:
             return known[2]
         return None
 
+    def has_pieces(self, path: str, size: int, mtime_ns: int) -> bool:
+        """Whether this version's piece hashes are known (without queueing it)."""
+        known = self._known.get(path)
+        return known is not None and known[0:2] == (size, mtime_ns) and known[_PIECES] is not None
+
     def pieces(self, path: str, size: int, mtime_ns: int) -> bytes | None:
         """The SHA-256 of each ``piece_size`` piece of this version, joined, if known;
         else None, and it is queued for hashing."""

@@ -93,6 +93,9 @@ class Policy:
     cache_control: str = "no-cache"
     inline: bool = False
     digest_etag: bool = False  # the ETag from the SHA-256 once known (DL_ETAG=digest)
+    #: ``Link`` fields (RFC 8288) for 200, 206, HEAD and 304 alike: the file's Metalink
+    #: and mirrors (:func:`service.sansio.mirrors.link_fields`).
+    links: Headers = ()
 
 
 #: What each planned status is; a 206 is ``range`` or ``multipart`` (see ``Plan.kind``).
@@ -182,6 +185,7 @@ def _representation_headers(
         (CONTENT_DISPOSITION, content_disposition(rep.name, inline=policy.inline)),
         NOSNIFF,
         *_digests(rep, conditions),
+        *policy.links,
     )
 
 
@@ -235,8 +239,10 @@ def _not_modified(validators: Validators, policy: Policy, digests: Headers) -> P
     # The integrity fields too, once known: §15.4.5 allows metadata that guides cache
     # updates, and a cache freshening its stored 200 with this 304 (RFC 9111 §4.3.4)
     # then learns a digest that was not known when it stored the 200.
+    # The Link fields too (§15.4.5 metadata, as on the 200): a client revalidating its
+    # copy learns the mirrors and the Metalink.
     headers = ((ETAG, str(validators.etag)), (CACHE_CONTROL, policy.cache_control))
-    return Plan(304, (*headers, *digests))
+    return Plan(304, (*headers, *digests, *policy.links))
 
 
 def _without_body(plan: Plan) -> Plan:

@@ -8,13 +8,19 @@ document's bytes, with the document's own strong ETag), so conditional requests,
 and ranges behave as for any file. Through a signed link, the document's URL of the
 file carries the request's own signature: valid exactly as long as the link that
 opened the document, for the same client.
+
+It also gives every file answer its ``Link`` fields (:func:`file_links`): the Metalink
+once it can be served, and the mirrors of ``DL_MIRRORS``. A signed link's signature is
+carried into each mirror's URL: it covers the path and expiry, not the host, so a mirror
+sharing ``DL_SIGNING_KEY`` accepts it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from urllib.parse import urlencode
+from typing import Any
+from urllib.parse import quote, urlencode
 
 from flask import Response, current_app, request, url_for
 from werkzeug.exceptions import BadRequest
@@ -24,7 +30,10 @@ from service.delivery.responses import PlannedResponse
 from service.digests import DigestStore, hashing_wait
 from service.observability.accesslog import KIND_KEY
 from service.sansio import Conditions, Policy, Representation, Span, plan_response
-from service.sansio.metalink import Source, document, document_etag
+from service.sansio.metalink import document, document_etag
+from service.sansio.mirrors import link_fields, sources
+from service.sansio.plan import Headers
+from service.sansio.signing import EXPIRES, SIGNATURE
 from service.storage.access import Storage
 from service.web.errors import DigestsPendingError, NotFoundError, status_line
 
@@ -58,7 +67,7 @@ def respond(storage: Storage, name: str, conditions: Conditions) -> Response:
         sha256,
         [pieces[at : at + 32] for at in range(0, len(pieces), 32)],
         digests.piece_size,
-        [Source(_own_url(name))],
+        sources(_own_url(name), settings.mirrors, quote(name), _signature_query()),
     )
     rep = Representation(
         facts.name + "." + FORMAT, len(text), facts.mtime_ns, tag=document_etag(text)
@@ -69,6 +78,42 @@ def respond(storage: Storage, name: str, conditions: Conditions) -> Response:
     request.environ[KIND_KEY] = KIND
     body = [text[s.start : s.stop] if isinstance(s, Span) else s for s in plan.body]
     return PlannedResponse(body, status_line(plan.status), plan.headers)
+
+
+def file_links(
+    settings: Settings,
+    digests: DigestStore | None,
+    name: str,
+    rep: Representation,
+    environ: dict[str, Any],
+) -> Headers:
+    """The ``Link`` fields of an answer for the file at ``name``, whose version
+    ``rep`` carries its SHA-256 when known: its Metalink once every hash it lists is
+    known, and the mirrors."""
+    describable = (
+        digests is not None
+        and rep.sha256 is not None
+        and digests.has_pieces(name, rep.size, rep.mtime_ns)
+    )
+    if not describable and not settings.mirrors:
+        return ()
+    path = quote(name)
+    query = _signature_query() if environ.get("QUERY_STRING") else ""
+    metalink = None
+    if describable:  # path-absolute: right behind any Host, and below a SCRIPT_NAME
+        meta4 = f"{query}&format={FORMAT}" if query else f"format={FORMAT}"
+        script = environ.get("SCRIPT_NAME")
+        metalink = f"{quote(script) if script else ''}/files/{path}?{meta4}"
+    return link_fields(metalink, settings.mirrors, path, query, settings.mirror_links)
+
+
+def _signature_query() -> str:
+    """``expires=...&signature=...`` of a signed link, as received; else empty."""
+    args = request.args
+    expires, signature = args.get(EXPIRES), args.get(SIGNATURE)
+    if expires is None or signature is None:
+        return ""
+    return urlencode(((EXPIRES, expires), (SIGNATURE, signature)))
 
 
 def _own_url(name: str) -> str:

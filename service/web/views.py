@@ -19,6 +19,7 @@ from service.folders.checksums import checksum_listing
 from service.folders.listing import KnownDigest, archive_urls, folder_document
 from service.observability.accesslog import KIND_KEY, TRANSFER_KEY
 from service.sansio import Conditions, Policy, plan_response
+from service.sansio.plan import Headers
 from service.storage import faults
 from service.storage.access import Storage
 from service.web import metalinks
@@ -56,7 +57,8 @@ def files(name: str) -> Response:
         now = int(time.time())
         settings: Settings = extensions["settings"]
         rep = with_digest(extensions["digests"], opened.representation, name)
-        conditions, policy = _conditions(environ), _policy(settings, environ)
+        links = metalinks.file_links(settings, extensions["digests"], name, rep, environ)
+        conditions, policy = _conditions(environ), _policy(settings, environ, links)
         method = environ["REQUEST_METHOD"].upper()  # as Werkzeug routed it: "get" is GET
         plan = plan_response(method, conditions, rep, policy, now)
         return file_response(opened, plan, settings, environ)
@@ -116,9 +118,10 @@ def _conditions(environ: dict[str, Any]) -> Conditions:
     )
 
 
-def _policy(settings: Settings, environ: dict[str, Any]) -> Policy:
+def _policy(settings: Settings, environ: dict[str, Any], links: Headers) -> Policy:
     inline = settings.inline or (
         bool(environ.get("QUERY_STRING"))  # most requests have no query to parse
         and request.args.get("inline") in ("1", "true")
     )
-    return Policy(settings.max_ranges, settings.cache_control, inline, settings.etag == "digest")
+    digest_etag = settings.etag == "digest"
+    return Policy(settings.max_ranges, settings.cache_control, inline, digest_etag, links)

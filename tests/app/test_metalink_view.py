@@ -19,6 +19,7 @@ from werkzeug.test import TestResponse
 from config import Settings
 from service import create_app
 from service.sansio.metalink import NAMESPACE
+from service.sansio.mirrors import parse_mirrors
 from service.sansio.signing import Signer
 from tests.app import BIG, MTIME_NS, build_tree
 
@@ -181,3 +182,78 @@ def test_the_json_listing_names_each_files_metalink(root: Path, tmp_path: Path) 
     plain = make(root, tmp_path / "other", digests=False).test_client()
     entries = {e["name"]: e for e in plain.get("/files/?format=json").get_json()["entries"]}
     assert "meta4" not in entries["big.bin"]
+
+
+def links_of(response: TestResponse) -> list[str]:
+    return response.headers.getlist("Link")
+
+
+def test_file_answers_link_their_metalink_once_every_hash_is_known(
+    root: Path, tmp_path: Path
+) -> None:
+    client = make(root, tmp_path / "cache").test_client()
+    assert links_of(client.get("/files/big.bin")) == []  # queued now, not known yet
+    assert meta4(client, "/files/big.bin?format=meta4").status_code == 200
+    described = '</files/big.bin?format=meta4>; rel=describedby; type="application/metalink4+xml"'
+    etag = client.head("/files/big.bin").headers["ETag"]
+    answers = {
+        "200": {},
+        "HEAD": {"method": "HEAD"},
+        "206": {"headers": {"Range": "bytes=0-9"}},
+        "multipart 206": {"headers": {"Range": "bytes=0-0,5-9"}},
+        "304": {"headers": {"If-None-Match": etag}},
+    }
+    for kind, request in answers.items():
+        response = client.open("/files/big.bin", **request)  # type: ignore[arg-type]
+        assert links_of(response) == [described], kind
+        response.close()  # before the next request: each pops its own context
+    target = described[1 : described.index(">")]
+    assert client.get(target).data == meta4(client, "/files/big.bin?format=meta4").data
+    assert meta4(client, f"/files/{quote(ODD)}?format=meta4").status_code == 200
+    odd = client.head("/files/" + quote(ODD))  # its link is encoded like its URL
+    assert links_of(odd)[0].startswith(f"</files/{quote(ODD)}?format=meta4>; rel=describedby")
+
+
+def test_mirrors_are_linked_as_duplicates_and_listed_in_the_metalink(
+    root: Path, tmp_path: Path
+) -> None:
+    mirrors = parse_mirrors(
+        "http://b.test/files/;geo=de, http://c.test/pub/;pri=9, http://d.test/files/;pri=1"
+    )
+    client = make(root, tmp_path / "cache", mirrors=mirrors, mirror_links=2).test_client()
+    name = quote(ODD)
+    assert links_of(client.head("/files/" + name)) == [
+        f"<http://d.test/files/{name}>; rel=duplicate; pri=1",
+        f"<http://b.test/files/{name}>; rel=duplicate; pri=2; geo=de",
+    ]  # the best two (DL_MIRROR_LINKS); no describedby before the hashes are known
+    assert links_of(client.get("/files/sub/")) == []  # a listing is no file
+    document = ET.fromstring(meta4(client, f"/files/{name}?format=meta4").data)
+    urls = [
+        (url.text, url.get("priority"), url.get("location"))
+        for url in document.iterfind("m:file/m:url", NS)
+    ]
+    own, priority, _ = urls[0]
+    assert (unquote(own or ""), priority) == (f"http://localhost/files/{ODD}", "1")
+    assert urls[1:] == [
+        (f"http://d.test/files/{name}", "1", None),
+        (f"http://b.test/files/{name}", "2", "de"),
+        (f"http://c.test/pub/{name}", "9", None),  # the document lists every mirror
+    ]
+    assert len(links_of(client.head("/files/" + name))) == 3  # describedby, now known
+
+
+def test_a_signed_link_carries_its_signature_to_the_mirrors_and_the_metalink(
+    root: Path, tmp_path: Path
+) -> None:
+    mirrors = parse_mirrors("https://b.test/files/")
+    app = make(root, tmp_path / "cache", signing_key=(KEY,), mirrors=mirrors)
+    client = app.test_client()
+    query = Signer((KEY.encode(),)).query("big.bin", int(time.time()) + 600, None)
+    assert meta4(client, f"/files/big.bin?format=meta4&{query}").status_code == 200
+    links = links_of(client.get(f"/files/big.bin?inline=1&{query}"))
+    assert links == [
+        f'</files/big.bin?{query}&format=meta4>; rel=describedby; type="application/metalink4+xml"',
+        f"<https://b.test/files/big.bin?{query}>; rel=duplicate; pri=2",
+    ]  # the signature only: not the request's other parameters
+    described = links[0][1 : links[0].index(">")]
+    assert client.get(described).status_code == 200
