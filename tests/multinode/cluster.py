@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.render import HAPROXY_TEMPLATE, NGINX_CACHE_TEMPLATE, render_file
+from deploy.render import HAPROXY_TEMPLATE, NGINX_CACHE_TEMPLATE, node_mirrors, render_file
 from tests.clients.support import Access, parse_access_log
 from tests.support import daemon
 from tests.support.server import GunicornServer, free_port
@@ -230,17 +230,28 @@ class Cluster:
 
 
 def start_nodes(
-    source: Path, workdir: Path, count: int, env: Mapping[str, str] | None = None
+    source: Path,
+    workdir: Path,
+    count: int,
+    env: Mapping[str, str] | None = None,
+    mirrors: bool = False,
 ) -> list[Node]:
-    """``count`` nodes, each over its own replica of ``source``."""
+    """``count`` nodes, each over its own replica of ``source``; with ``mirrors``, each
+    names the others in ``DL_MIRRORS`` (deploy/render.py) by their direct URLs, under
+    the host name ``localhost``: not the balancer's ``127.0.0.1``, which aria2c would
+    take for the host it already uses."""
     nodes: list[Node] = []
+    for i in range(1, count + 1):
+        name = f"node{i}"
+        root = replicate(source, workdir / name / "data")
+        nodes.append(Node(name, root, GunicornServer(root, workdir / name / "gunicorn.log", env)))
+    if mirrors:
+        urls = [f"http://localhost:{node.server.port}" for node in nodes]
+        for node, value in zip(nodes, node_mirrors(urls), strict=True):
+            node.server.env["DL_MIRRORS"] = value
     try:
-        for i in range(1, count + 1):
-            name = f"node{i}"
-            root = replicate(source, workdir / name / "data")
-            server = GunicornServer(root, workdir / name / "gunicorn.log", env)
-            nodes.append(Node(name, root, server))
-            server.start()
+        for node in nodes:
+            node.server.start()
     except BaseException:
         for node in nodes:
             node.server.stop()
@@ -254,9 +265,10 @@ def start_cluster(
     workdir: Path,
     count: int = 3,
     env: Mapping[str, str] | None = None,
+    mirrors: bool = False,
 ) -> Cluster:
     """``count`` nodes over replicas of ``source`` behind HAProxy, all of them UP."""
-    nodes = start_nodes(source, workdir, count, env)
+    nodes = start_nodes(source, workdir, count, env, mirrors)
     proxy = HAProxy(haproxy, [node.address for node in nodes], workdir)
     cluster = Cluster(nodes, proxy)
     try:

@@ -81,10 +81,12 @@ ClusterFactory = Callable[..., Cluster]
 def _cluster_factory(haproxy_bin: str, workdir: Path) -> tuple[ClusterFactory, Callable[[], None]]:
     clusters: list[Cluster] = []
 
-    def start(source: Path, count: int = 3, env: Mapping[str, str] | None = None) -> Cluster:
+    def start(
+        source: Path, count: int = 3, env: Mapping[str, str] | None = None, mirrors: bool = False
+    ) -> Cluster:
         folder = workdir / f"cluster{len(clusters)}"
         folder.mkdir()
-        cluster = start_cluster(haproxy_bin, source, folder, count, env)
+        cluster = start_cluster(haproxy_bin, source, folder, count, env, mirrors)
         clusters.append(cluster)
         return cluster
 
@@ -101,7 +103,7 @@ def _cluster_factory(haproxy_bin: str, workdir: Path) -> tuple[ClusterFactory, C
 def module_cluster_factory(
     haproxy_bin: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ClusterFactory]:
-    """``start(source, count=3, env=None)`` -> a Cluster living for the whole module."""
+    """``start(source, count=3, env=None, mirrors=False)`` -> a Cluster for the module."""
     start, stop_all = _cluster_factory(haproxy_bin, tmp_path_factory.mktemp("clusters"))
     yield start
     stop_all()
