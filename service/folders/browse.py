@@ -10,8 +10,8 @@ the root; each row on one line, with the UTC date as ``DD-Mon-YYYY HH:MM`` and t
 size in bytes right after the link (lftp and GDAL read them there). Nothing else on the
 page is a link into the folder a mirror tool would fetch as a file: breadcrumbs point
 above it, the player (``?play=<name>``) and the folder's ``sha256sum`` list are reached
-by GET forms, and the download commands' URLs are written so that no scanner takes them
-for links. Jinja escapes everything that reaches the HTML.
+by GET forms, and the download commands' URLs (the Metalink's too) are written so that
+no scanner takes them for links. Jinja escapes everything that reaches the HTML.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ PLAY = "play"
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
 # English month names whatever the locale: the date format is the index convention.
 _DOWNLOADERS = ("curl -C - -O", "wget -c", "aria2c -x8 -s8")
+_METALINK_DOWNLOADER = "aria2c --follow-metalink=mem"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -51,6 +52,8 @@ class Row:
     sha256: str | None  # hex, when already known
     media: str | None  # "video" or "audio" when the browser may play it
     inline_href: str | None  # the file with ``inline=1``: what the player streams
+    #: ``aria2c`` over the file's Metalink, once its hashes are known (as HTML).
+    metalink: Markup | None = None
     error: str | None = None  # the storage error (errno name) that hides its details
 
 
@@ -178,7 +181,17 @@ def _row(entry: dict[str, Any], origin: str, here: str) -> Row:
         sha256=entry.get("sha256"),
         media=media,
         inline_href=None if media is None else with_query(entry["url"], inline="1"),
+        metalink=_metalink_command(origin, entry),
     )
+
+
+def _metalink_command(origin: str, entry: dict[str, Any]) -> Markup | None:
+    """aria2c reading the file's Metalink from its URL (``mem``: without saving it), while
+    the SHA-256 is known: the piece hashes come from the same pass. A command, not a
+    link: a mirror tool must not fetch the document as a file of the folder."""
+    if "meta4" not in entry or "sha256" not in entry:
+        return None
+    return Markup(f"{_METALINK_DOWNLOADER} {unscannable(shlex.quote(origin + entry['meta4']))}")
 
 
 def _relative(url: str, here: str) -> str:

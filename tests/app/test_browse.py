@@ -393,6 +393,24 @@ def test_known_digests_are_shown_and_the_folder_links_its_sha256_list(
     assert page.digests[0] + "  b.txt\n" in listing.get_data(as_text=True)
 
 
+def test_a_hashed_file_offers_aria2c_over_its_metalink_and_no_link_to_it(
+    client: FlaskClient,
+) -> None:
+    assert not [c for c in read_page(fetch(client, "/files/sub/")).codes if "metalink" in c]
+    fetch(client, "/files/sub/b.txt", None)
+    assert client.application.extensions["digests"].wait_idle(10)
+    response = fetch(client, "/files/sub/", base_url="http://files.example.org:8080")
+    page = read_page(response)
+    metalinks = [shell_words(code) for code in page.codes if "--follow-metalink" in code]
+    url = "http://files.example.org:8080/files/sub/b.txt?format=meta4"
+    assert metalinks == [["aria2c", "--follow-metalink=mem", url]]  # b.txt only: hashed
+    assert "meta4" not in " ".join(a["href"] for a in page.links)  # nothing to crawl
+    assert "http://files.example.org" not in response.get_data(as_text=True)  # nor to scan
+    document = fetch(client, url, None)
+    assert document.mimetype == "application/metalink4+xml"
+    assert b"<size>12</size>" in document.data
+
+
 def test_without_digests_the_page_has_no_sha256_list(root: Path) -> None:
     with create_app(Settings(data_root=root, digests=False)).test_client() as plain:
         page = read_page(fetch(plain, "/files/"))

@@ -10,9 +10,12 @@ what is read from each node's own access log.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
+import re
 import shutil
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from tests.clients.support import aria2c_command, run, sha256_file
 from tests.clients.test_digests import aria2c_metalink, fetch_metalink, settled
 from tests.integration.helpers import MiB, write_big_file
 from tests.support.server import GunicornServer
+from tests.support.shell import shell_words
 
 pytestmark = pytest.mark.clients
 
@@ -32,6 +36,7 @@ SIZE = 208 * MiB + 4321  # the short last piece too
 PIECE = 4 * MiB
 BAD_PIECE = 13
 NO_IPV6 = "--disable-ipv6=true"
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
 @dataclass
@@ -176,3 +181,23 @@ def test_a_bad_piece_on_one_node_is_never_kept(
     refetched = text[text.index(failed) :]
     good_hash = hashlib.sha256(good_piece).hexdigest()
     assert f"Good chunk checksum. hash={good_hash}" in refetched  # again, from node A
+
+
+def test_the_pages_metalink_command_downloads_from_both_nodes(
+    nodes: Nodes, tmp_path: Path, out_dir: Path
+) -> None:
+    fetch_metalink(nodes.url_a + "?format=meta4", timeout=60)  # hashed: the page offers it
+    request = urllib.request.Request(nodes.url_a.rsplit("/", 1)[0] + "/", headers=BROWSER)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        page = response.read().decode()
+    codes = [html.unescape(code) for code in re.findall(r"<code>(.*?)</code>", page)]
+    command = next(shell_words(code) for code in codes if "--follow-metalink" in code)
+    assert command == ["aria2c", "--follow-metalink=mem", nodes.url_a + "?format=meta4"]
+    log = tmp_path / "aria2-page.log"
+    quiet = aria2c_command("", out_dir, "", split=4, extra=[NO_IPV6, f"--log={log}"])
+    options = quiet[1 : quiet.index("-o")]  # the test's usual options, then the page's
+    run([quiet[0], *options, "--log-level=info", *command[1:]])
+    assert sha256_file(out_dir / "big.bin") == nodes.expected
+    assert not list(out_dir.glob("*.meta4"))  # "mem": the document is not saved
+    assert log.read_text(errors="replace").count("Good chunk checksum.") == 53
+    assert min(served_bytes(nodes.a), served_bytes(nodes.b)) > 0
