@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the real clients and servers the tests drive are installed (Debian packages):
-# HTTP clients (curl, wget, aria2, axel; rclone and lftp, which walk folders; wrk, a
+# HTTP clients (curl, wget, wget2, aria2, axel; rclone and lftp, which walk folders; wrk, a
 # load of keep-alive connections), ffmpeg, GNU tar's peers for folder archives (bsdtar,
 # unzip, 7z),
 # HAProxy and nginx (slice module), openssl (a test certificate for HAProxy's TLS), FUSE
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 declare -A package_of=(
-  [curl]=curl [wget]=wget [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
+  [curl]=curl [wget]=wget [wget2]=wget2 [aria2c]=aria2 [axel]=axel [ffmpeg]=ffmpeg [ffprobe]=ffmpeg
   [chromium]=chromium [nginx]=nginx [haproxy]=haproxy [openssl]=openssl [fusermount3]=fuse3
   [rclone]=rclone [lftp]=lftp [wrk]=wrk [bsdtar]=libarchive-tools [unzip]=unzip [7z]=p7zip-full
 )

@@ -29,6 +29,7 @@ from tests.clients.test_digests import aria2c_metalink, fetch_metalink, settled
 from tests.integration.helpers import MiB, write_big_file
 from tests.support.server import GunicornServer
 from tests.support.shell import shell_words
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.clients
 
@@ -201,3 +202,27 @@ def test_the_pages_metalink_command_downloads_from_both_nodes(
     assert not list(out_dir.glob("*.meta4"))  # "mem": the document is not saved
     assert log.read_text(errors="replace").count("Good chunk checksum.") == 53
     assert min(served_bytes(nodes.a), served_bytes(nodes.b)) > 0
+
+
+def test_wget2_takes_a_200_as_the_file_whatever_its_describedby(
+    tmp_path: Path, delivery: dict[str, str], out_dir: Path
+) -> None:
+    """wget2 --metalink follows rel=describedby on a redirect only (MirrorBrain's way), so
+    on our 200 it downloads the file itself: what the README says it does."""
+    root = tmp_path / "data"
+    root.mkdir()
+    expected = write_big_file(root / "small.bin", 3 * MiB + 5, seed=31)
+    settled(root / "small.bin")
+    server = GunicornServer(root, tmp_path / "gunicorn.log", {**delivery, "DL_PIECE_SIZE": "1m"})
+    try:
+        url = f"{server.start().url}/files/small.bin"
+        fetch_metalink(url + "?format=meta4")
+        head = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(head, timeout=10) as response:
+            assert "rel=describedby" in response.headers["Link"]
+        asked = server.log().count("format=meta4")
+        run([require_tool("wget2"), "--no-config", "--metalink", "-q", "-P", str(out_dir), url])
+        assert sha256_file(out_dir / "small.bin") == expected
+        assert server.log().count("format=meta4") == asked  # the document was not fetched
+    finally:
+        server.stop()
