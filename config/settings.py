@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from service.sansio.cors import DEFAULT_MAX_AGE, CorsPolicy, OriginError
 from service.sansio.mirrors import MAX_MIRRORS, Mirror, MirrorError, parse_mirrors
+from service.sansio.offload import MAX_LINKS as MAX_OFFLOAD_LINKS
 
 T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -123,10 +124,16 @@ class Settings:
         return CorsPolicy.parse(",".join(self.cors_origins), self.cors_max_age)
 
     def validated(self) -> Settings:
-        """Check the data root exists; returns a copy with it made absolute."""
+        """Check the data root exists and the settings fit together; returns a copy with
+        the data root made absolute."""
         root = self.data_root.expanduser().resolve()
         if not root.is_dir():
             raise SettingsError(f"DL_DATA_ROOT: {str(root)!r} is not an existing folder")
+        if self.offload != "off" and self.mirrors and self.mirror_links > MAX_OFFLOAD_LINKS - 1:
+            raise SettingsError(
+                f"DL_MIRROR_LINKS: {self.mirror_links}; with DL_OFFLOAD nginx copies at most "
+                f"{MAX_OFFLOAD_LINKS - 1} mirror links (deploy/nginx/download.conf.in)"
+            )
         return replace(self, data_root=root)
 
 

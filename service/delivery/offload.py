@@ -33,6 +33,7 @@ from service.sansio.offload import (
     REPORT_KIND,
     RequestFields,
     accel_target,
+    carried_links,
     choose_location,
     parse_report,
 )
@@ -80,7 +81,7 @@ def accel_response(
     )
     if location is None:
         return None
-    kept = [(k, v) for k, v in plan.headers if k.lower() not in _NGINX_COMPUTES]
+    kept = [(k, v) for k, v in carried_links(plan.headers) if k.lower() not in _NGINX_COMPUTES]
     kept += [
         # The representation's own type: nginx builds multipart/byteranges around it.
         (CONTENT_TYPE, guess_type(opened.representation.name)),

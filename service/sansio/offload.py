@@ -15,12 +15,16 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from service.sansio.plan import TRANSFER_KINDS, Plan
+from service.sansio.plan import TRANSFER_KINDS, Headers, Plan
 from service.sansio.ranges import Span
 
 #: The internal locations of deploy/nginx/download.conf.in live below this.
 INTERNAL_PREFIX = "/_offload"
 _MAX_OFF_T = 2**63 - 1  # nginx refuses (416) numerals past off_t
+#: ``Link`` fields an offloaded answer can carry: the Metalink and 8 mirrors, one
+#: ``add_header`` line each in the internal locations (``X-Offload-Link-1`` ... ``-9``).
+MAX_LINKS = 9
+LINK_HEADER = "X-Offload-Link-"
 
 
 class Location(enum.Enum):
@@ -62,6 +66,22 @@ def choose_location(
     if nginx_range_spans(fields.range, size) != planned:
         return None  # nginx would choose other parts (coalescing, syntax, limits)
     return Location.RANGES
+
+
+def carried_links(headers: Headers) -> Headers:
+    """``headers`` with each ``Link`` renamed ``X-Offload-Link-<n>``, in order: nginx keeps
+    no ``Link`` of an X-Accel-Redirect answer, and its ``$upstream_http_link`` holds only
+    the first of several, so the locations copy each back from its numbered field."""
+    fields: list[tuple[str, str]] = []
+    links = 0
+    for name, value in headers:
+        if name == "Link":
+            links += 1
+            if links > MAX_LINKS:
+                raise ValueError(f"more than {MAX_LINKS} Link fields to offload")
+            name = f"{LINK_HEADER}{links}"
+        fields.append((name, value))
+    return tuple(fields)
 
 
 def accel_target(location: Location, relative_path: str) -> str:

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -52,12 +53,16 @@ KEY_FIELDS = (
     "allow",
     "access-control-allow-origin",
     "access-control-expose-headers",
+    "repr-digest",
+    "digest",
+    "link",
     "access-control-allow-methods",
     "access-control-allow-headers",
     "access-control-max-age",
 )
 APP_ORIGIN = "http://app.example.test:8080"
-CORS = {"DL_CORS_ORIGINS": APP_ORIGIN}
+# Mirrors too: their Link fields must pass nginx as the app wrote them.
+CORS = {"DL_CORS_ORIGINS": APP_ORIGIN, "DL_MIRRORS": "http://mirror.example.test/files/"}
 
 
 @dataclass
@@ -87,10 +92,26 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         servers.append(app)
         nginx = NginxServer(root, f"127.0.0.1:{app.port}", logs / "nginx").start()
         servers.append(nginx)
+        for server in (direct, app):  # digests known to both: the same fields every time
+            for name in ("big.bin", "ünï cödé ?#%.txt"):
+                wait_for_metalink(server, "/files/" + quote(name))
         yield Pair(direct, app, nginx, root, digest)
     finally:
         for server in reversed(servers):
             server.stop()
+
+
+def wait_for_metalink(server: GunicornServer, target: str, timeout: float = 30.0) -> None:
+    """Until ``server`` links the file's Metalink: its digest and piece hashes known. A
+    HEAD, which is never offloaded: a GET to the app alone gets the X-Accel answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fields = [("Connection", "close")]
+        response = rawhttp.get(server.host, server.port, target, fields, method="HEAD")
+        if any("rel=describedby" in link for link in response.get_all("Link")):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"{target}: no Metalink link within {timeout}s")
 
 
 @dataclass(frozen=True)
@@ -235,6 +256,7 @@ CASES = [
         [("If-Range", format_http_date(MTIME + 1)), ("Range", "bytes=10-19")],
         True,
     ),
+    ("want-digest", "GET", BIG, [("Want-Digest", "SHA-256")], True),
     ("head", "HEAD", BIG, [], False),
     ("head-range", "HEAD", BIG, [("Range", "bytes=0-99")], False),
     ("empty-file", "GET", "/files/empty.bin", [("Range", "bytes=0-9")], False),
@@ -287,6 +309,13 @@ def test_nginx_offload_answers_as_the_service_alone(
     if method == "OPTIONS" and "Access-Control-Request-Method" not in dict(fields):
         expected = None  # a plain OPTIONS: no CORS fields
     assert allowed == expected, through.fields
+    if through.status in (200, 206, 304) and target != "/files/empty.bin":
+        links = [value for name, value in through.fields if name == "link"]
+        assert [link.partition(">;")[2] for link in links] == [
+            ' rel=describedby; type="application/metalink4+xml"',
+            " rel=duplicate; pri=2",
+        ]  # through nginx as from the app alone: the Metalink, then the mirror
+        assert "repr-digest" in dict(through.fields)
     if through.status in (200, 206) and method == "GET" and target != "/files/empty.bin":
         sent_by_app = app_bytes(pair.app, through.request_id)
         assert (sent_by_app == 0) is offloaded, f"the app sent {sent_by_app} bytes itself"

@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 
 from config import Settings, SettingsError
+from deploy.render import NGINX_OFFLOAD_TEMPLATE
 from service.sansio import Conditions, Policy, Representation, Span, plan_response
 from service.sansio.offload import (
+    MAX_LINKS,
     DeliveryReport,
     Location,
     RequestFields,
     accel_target,
+    carried_links,
     choose_location,
     nginx_range_spans,
     parse_report,
@@ -223,3 +226,27 @@ def test_nginx_delivery_reports_are_parsed_strictly(
     fields: tuple[str | None, ...], expected: DeliveryReport | None
 ) -> None:
     assert parse_report(*fields) == expected
+
+
+def test_each_link_is_carried_in_a_numbered_field_for_nginx_to_copy_back() -> None:
+    headers = (("ETag", '"x"'), ("Link", "<a>; rel=describedby"), ("Link", "<b>; rel=duplicate"))
+    assert carried_links(headers) == (
+        ("ETag", '"x"'),
+        ("X-Offload-Link-1", "<a>; rel=describedby"),
+        ("X-Offload-Link-2", "<b>; rel=duplicate"),
+    )
+    template = NGINX_OFFLOAD_TEMPLATE.read_text()
+    for n in range(1, MAX_LINKS + 1):  # each location copies every one of them
+        assert template.count(f"add_header Link $upstream_http_x_offload_link_{n};") == 2
+    assert f"x_offload_link_{MAX_LINKS + 1}" not in template
+    with pytest.raises(ValueError, match=f"more than {MAX_LINKS}"):
+        carried_links((("Link", "<c>"),) * (MAX_LINKS + 1))
+
+
+def test_offload_refuses_more_mirror_links_than_nginx_copies(tmp_path: Path) -> None:
+    env = {"DL_DATA_ROOT": str(tmp_path), "DL_OFFLOAD": "x-accel"}
+    mirrors = {"DL_MIRRORS": "http://b.example/files/"}
+    assert Settings.from_env({**env, **mirrors}).mirror_links == MAX_LINKS - 1
+    with pytest.raises(SettingsError, match=r"^DL_MIRROR_LINKS: 9; with DL_OFFLOAD"):
+        Settings.from_env({**env, **mirrors, "DL_MIRROR_LINKS": "9"})
+    assert Settings.from_env({**env, "DL_MIRROR_LINKS": "9"}).mirror_links == 9  # no mirrors
