@@ -15,6 +15,7 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from service.sansio.mirrors import LINK
 from service.sansio.plan import TRANSFER_KINDS, Headers, Plan
 from service.sansio.ranges import Span
 
@@ -75,7 +76,7 @@ def carried_links(headers: Headers) -> Headers:
     fields: list[tuple[str, str]] = []
     links = 0
     for name, value in headers:
-        if name == "Link":
+        if name == LINK:
             links += 1
             if links > MAX_LINKS:
                 raise ValueError(f"more than {MAX_LINKS} Link fields to offload")
