@@ -125,13 +125,16 @@ def test_the_commands_name_the_absolute_url_of_the_link_and_copy(
     assert href == f"{site.url}/files/{quote(ODD)}"
     row.locator("summary").click()
     # The commands only: once the background hashing is done, the row also has the
-    # file's SHA-256 in a <code> of its own, whenever the page was rendered.
-    commands = row.locator("code:not(.sha256)").all_inner_texts()
+    # file's SHA-256 and its Metalink command in <code>s of their own, whenever the
+    # page was rendered.
+    commands = row.locator("code:not(.sha256):not(.metalink)").all_inner_texts()
     assert [shell_words(command) for command in commands] == [
         ["curl", "-C", "-", "-O", href],
         ["wget", "-c", href],
         ["aria2c", "-x8", "-s8", href],
     ]
+    for metalink in row.locator("code.metalink").all_inner_texts():
+        assert shell_words(metalink) == ["aria2c", "--follow-metalink=mem", href + "?format=meta4"]
     copy = row.locator("button.copy").nth(1)
     copy.click()
     expect(copy).to_have_text("Copied")  # the click handler awaits the clipboard

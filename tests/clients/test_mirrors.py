@@ -191,7 +191,9 @@ def test_the_pages_metalink_command_downloads_from_both_nodes(
     request = urllib.request.Request(nodes.url_a.rsplit("/", 1)[0] + "/", headers=BROWSER)
     with urllib.request.urlopen(request, timeout=10) as response:
         page = response.read().decode()
-    codes = [html.unescape(code) for code in re.findall(r"<code>(.*?)</code>", page)]
+    codes = [
+        html.unescape(code) for code in re.findall(r'<code class="metalink">(.*?)</code>', page)
+    ]
     command = next(shell_words(code) for code in codes if "--follow-metalink" in code)
     assert command == ["aria2c", "--follow-metalink=mem", nodes.url_a + "?format=meta4"]
     log = tmp_path / "aria2-page.log"
