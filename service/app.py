@@ -13,9 +13,9 @@ from service.storage.catalog import Catalog
 from service.storage.diskio import DiskIO
 from service.storage.iopool import IOPool
 from service.storage.mounts import Mounts
+from service.web import links
 from service.web.errors import register_error_handlers
 from service.web.flaskapp import DownloadFlask
-from service.web.links import make_signer
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -33,11 +33,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         serve_hidden=settings.serve_hidden,
         allow_outside_symlinks=settings.allow_outside_symlinks,
     )
-    app.extensions["signer"] = make_signer(settings.signing_key)
+    app.extensions["signer"] = links.make_signer(settings.signing_key)
     _install_storage(app, settings)
     # Opened in each worker (gunicorn does not preload the app), never in the master.
     app.extensions["digests"] = digests.open_store(settings, app.extensions["catalog"])
     app.register_blueprint(views.bp)
+    links.install(app)
     app.register_blueprint(health.bp)
     register_error_handlers(app)
     faults.register(app)

@@ -14,6 +14,9 @@ Flask pays whether or not anything uses them (about a sixth of a small range's c
 - The service keeps no session: every request shares one null session instead of
   asking the cookie interface for one and making a fresh null session.
 - ``ensure_sync`` (is this view a coroutine?) is answered once per function.
+- The before- and after-request passes (each a walk over the request's blueprints) are
+  skipped while no such function is registered anywhere; the signed-link gate is one
+  only while signing is on (service.web.links).
 - Routing is Werkzeug's, remembered: how a request's host, scheme and script root bind
   the URL map is worked out once per distinct set of those fields, and a URL that
   matched a rule matches it again without the matcher (the hot files of a range reader
@@ -29,7 +32,7 @@ from typing import Any
 
 from flask import Flask
 from flask.ctx import AppContext, RequestContext, _sentinel
-from flask.globals import _cv_app
+from flask.globals import _cv_app, _cv_request
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 from flask.signals import (
     appcontext_popped,
@@ -213,6 +216,21 @@ class DownloadFlask(Flask):
         except Exception as e:
             rv = self.handle_user_exception(e)
         return self.finalize_request(rv)
+
+    def preprocess_request(self) -> Any:
+        if self.url_value_preprocessors or self.before_request_funcs:
+            return super().preprocess_request()
+        return None
+
+    def process_response(self, response: Response) -> Response:
+        ctx = _cv_request.get()
+        if (
+            self.after_request_funcs
+            or ctx._after_request_functions
+            or not self.session_interface.is_null_session(ctx.session)
+        ):
+            return super().process_response(response)
+        return response
 
     def finalize_request(self, rv: Any, from_error_handler: bool = False) -> Response:
         if request_finished.receivers:

@@ -11,12 +11,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, request
 
 from config import Settings
 from service.sansio.archive import FORMATS, signed_path
 from service.sansio.signing import EXPIRES, SIGNATURE, Signer, Verdict
 from service.web.errors import text_response
+
+#: The blueprint of the download routes (service.web.views), which signed links guard.
+FILES_BLUEPRINT = "files"
 
 
 def make_signer(keys: tuple[str, ...]) -> Signer | None:
@@ -26,12 +29,19 @@ def make_signer(keys: tuple[str, ...]) -> Signer | None:
     return Signer(tuple(key.encode("ascii") for key in keys))
 
 
+def install(app: Flask) -> None:
+    """With signing on, :func:`require_signature` guards every request to the files
+    blueprint; with it off nothing is registered, so no request pays for the gate."""
+    if app.extensions["signer"] is not None:
+        app.before_request(require_signature)
+
+
 def require_signature() -> Response | None:
-    """``before_request`` of the files blueprint: 403 unless the link is signed, intact
+    """Before a request of the files blueprint: 403 unless the link is signed, intact
     and unexpired. It runs before the view touches the catalog, so a missing file, a
     hidden one and an existing one all get the same answer."""
     signer: Signer | None = current_app.extensions["signer"]
-    if signer is None:
+    if signer is None or request.blueprint != FILES_BLUEPRINT:
         return None
     # The path exactly as the view receives it: decoded, so "%C3%BC" and "ü" are one name.
     name = (request.view_args or {}).get("name")

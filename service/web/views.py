@@ -24,10 +24,9 @@ from service.storage import faults
 from service.storage.access import Storage
 from service.web import metalinks
 from service.web.errors import IsFolderError
-from service.web.links import archive_format, entry_signer, require_signature
+from service.web.links import FILES_BLUEPRINT, archive_format, entry_signer
 
-bp = Blueprint("files", __name__)
-bp.before_request(require_signature)  # signed links: checked before the catalog is asked
+bp = Blueprint(FILES_BLUEPRINT, __name__)  # signed links: service.web.links.install
 # OPTIONS is answered by service.web.cors before a view runs; listed, so a 405 names it.
 _METHODS = {"methods": ["GET", "HEAD", "OPTIONS"], "provide_automatic_options": False}
 

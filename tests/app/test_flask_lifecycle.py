@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, session, signals
+from flask import Flask, after_this_request, session, signals
 
 from config import Settings
 from service import create_app
@@ -96,3 +96,51 @@ def test_the_session_is_shared_empty_and_refuses_writes(app: Flask) -> None:
     started, body = wsgi_call(app, "/files/big.bin", REMOTE_ADDR="127.0.0.1")
     body.close()
     assert not any(name.lower() == "set-cookie" for name, _ in started[1])
+
+
+def test_before_and_after_request_functions_run_when_registered(app: Flask) -> None:
+    assert app.before_request_funcs == {}  # signing off: no gate registered
+    assert app.after_request_funcs == {}
+    seen: list[str] = []
+
+    def tag(response: Any) -> Any:
+        response.headers["X-Seen"] = "app"
+        return response
+
+    app.before_request(lambda: seen.append("app") and None)
+    app.url_value_preprocessor(lambda endpoint, values: seen.append(f"values {endpoint}"))
+    app.after_request(tag)
+    started, body = wsgi_call(app, "/files/a.txt", REMOTE_ADDR="127.0.0.1")
+    body.close()
+    assert seen == ["values files.files", "app"]
+    assert ("X-Seen", "app") in started[1]
+
+
+def test_after_this_request_runs(app: Flask) -> None:
+    view = app.view_functions["files.files"]
+
+    def wrapped(**kwargs: Any) -> Any:
+        @after_this_request
+        def tag(response: Any) -> Any:
+            response.headers["X-After"] = "this"
+            return response
+
+        return view(**kwargs)
+
+    app.view_functions["files.files"] = wrapped
+    started, body = wsgi_call(app, "/files/a.txt", REMOTE_ADDR="127.0.0.1")
+    body.close()
+    assert ("X-After", "this") in started[1]
+
+
+def test_the_signed_link_gate_is_registered_only_with_signing_on(tmp_path: Path) -> None:
+    signed = create_app(
+        Settings(data_root=build_tree(tmp_path), digests=False, signing_key=("k" * 32,))
+    )
+    assert len(signed.before_request_funcs[None]) == 1
+    started, body = wsgi_call(signed, "/files/big.bin", REMOTE_ADDR="127.0.0.1")
+    body.close()
+    assert started[0] == "403 Forbidden"
+    started, body = wsgi_call(signed, "/healthz", REMOTE_ADDR="127.0.0.1")
+    body.close()
+    assert started[0] == "200 OK"  # outside the files blueprint: not guarded
