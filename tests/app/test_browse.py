@@ -39,13 +39,14 @@ KEY = "test-key-0123456789-abcdefghijklmnop"
 class Form:
     classes: str
     action: str
+    id: str = ""
     fields: list[tuple[str, str]] = field(default_factory=list)  # hidden inputs
-    buttons: list[tuple[str, str]] = field(default_factory=list)  # (name, value)
+    buttons: list[tuple[str, str, str]] = field(default_factory=list)  # (name, value, class)
 
     def query(self, button: int = 0) -> str:
         """What the browser sends when the form's ``button`` is pressed."""
-        pressed = self.buttons[button]
-        return urlencode(self.fields + ([pressed] if pressed[0] else []))
+        name, value, _ = self.buttons[button]
+        return urlencode(self.fields + ([(name, value)] if name else []))
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Page:
 
     links: list[dict[str, str]] = field(default_factory=list)  # attrs + "text" + "row"
     codes: list[str] = field(default_factory=list)  # the download commands
+    metalinks: list[str] = field(default_factory=list)  # aria2c over the Metalink, once hashed
     digests: list[str] = field(default_factory=list)  # the SHA-256 lines
     media: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     crumbs: list[tuple[str, str | None]] = field(default_factory=list)
@@ -69,6 +71,15 @@ class Page:
 
     def forms_of(self, classes: str) -> list[Form]:
         return [form for form in self.forms if form.classes == classes]
+
+    def presses(self, button_class: str) -> list[str]:
+        """``?query`` of each submit button of that class, wherever its form is."""
+        return [
+            "?" + form.query(index)
+            for form in self.forms
+            for index, (_, _, classes) in enumerate(form.buttons)
+            if classes == button_class
+        ]
 
 
 class _Reader(HTMLParser):
@@ -97,11 +108,17 @@ class _Reader(HTMLParser):
             self._cell = values.get("class", "").split(" ")[0]
             self._cell_text = []
         elif tag == "form":
-            self.page.forms.append(Form(values.get("class", ""), values.get("action", "")))
+            form = Form(values.get("class", ""), values.get("action", ""), values.get("id", ""))
+            self.page.forms.append(form)
         elif tag == "input" and values.get("type") == "hidden":
             self.page.forms[-1].fields.append((values["name"], values["value"]))
         elif tag == "button" and values.get("type") == "submit":
-            self.page.forms[-1].buttons.append((values.get("name", ""), values.get("value", "")))
+            # A button's form= attribute names its form by id; else the form it is in.
+            form_id = values.get("form")
+            owner = [f for f in self.page.forms if form_id is not None and f.id == form_id]
+            (owner[0] if owner else self.page.forms[-1]).buttons.append(
+                (values.get("name", ""), values.get("value", ""), values.get("class", ""))
+            )
         if tag in ("a", "code", "span", "title"):
             self._open.append((tag, values))
             self._text = []
@@ -132,7 +149,9 @@ class _Reader(HTMLParser):
         if tag == "title":
             self.page.title = text
         elif tag == "code":
-            (self.page.digests if values.get("class") == "sha256" else self.page.codes).append(text)
+            kind = values.get("class")
+            lists = {"sha256": self.page.digests, "metalink": self.page.metalinks}
+            lists.get(kind or "", self.page.codes).append(text)
         elif self._in_nav and tag == "a":
             self.page.crumbs.append((text, values["href"]))
         elif self._in_nav and tag == "span":
@@ -291,7 +310,7 @@ def test_every_link_on_the_page_is_an_entry_or_leads_out_of_the_folder(
 ) -> None:
     """What a mirror tool follows (every href, every src) stays the folder's entries: the
     player, the checksums and the crumbs are not links into it."""
-    for url in ("/files/", "/files/sub/", "/files/?play=video.mp4"):
+    for url in ("/files/", "/files/sub/", "/files/?play=video.mp4", "/files/?file=a.txt"):
         text = fetch(client, url).get_data(as_text=True)
         page = read_page(fetch(client, url))
         entries = set(page.entry_links().values())
@@ -350,18 +369,53 @@ def test_names_with_quotes_markup_and_unicode_are_escaped(client: FlaskClient) -
     assert unquote(page.entry_links()[ODD_NAME]) == ODD_NAME
 
 
-def test_each_file_has_three_commands_with_its_absolute_shell_quoted_url(
+def test_each_file_has_a_button_to_three_commands_with_its_absolute_shell_quoted_url(
     client: FlaskClient,
 ) -> None:
-    page = read_page(fetch(client, "/files/", base_url="http://files.example.org:8080"))
-    by_url: dict[str, list[list[str]]] = {}
-    for command in page.codes:
-        words = shell_words(command)
-        by_url.setdefault(words[-1], []).append(words[:-1])
+    base = "http://files.example.org:8080"
+    page = read_page(fetch(client, "/files/", base_url=base))
+    assert page.codes == []  # the commands are written for the chosen file only
     expected = {"a.txt", "big.bin", "empty.txt", "video.mp4", ODD_NAME}
-    assert set(by_url) == {f"http://files.example.org:8080/files/{quote(n)}" for n in expected}
+    assert sorted(page.presses("file")) == sorted(f"?{urlencode({'file': n})}" for n in expected)
+    by_url: dict[str, list[list[str]]] = {}
+    for press in page.presses("file"):
+        for command in read_page(fetch(client, "/files/" + press, base_url=base)).codes:
+            words = shell_words(command)
+            by_url.setdefault(words[-1], []).append(words[:-1])
+    assert set(by_url) == {f"{base}/files/{quote(n)}" for n in expected}
     for argvs in by_url.values():
         assert argvs == [["curl", "-C", "-", "-O"], ["wget", "-c"], ["aria2c", "-x8", "-s8"]]
+
+
+@pytest.mark.parametrize("name", ["sub", "missing.txt", ".hidden", "../a.txt", "sub/b.txt", ""])
+def test_commands_are_shown_for_a_listed_file_only(client: FlaskClient, name: str) -> None:
+    response = fetch(client, f"/files/?file={quote(name)}")
+    assert response.status_code == 200
+    assert read_page(response).codes == []
+    assert 'class="chosen"' not in response.get_data(as_text=True)
+
+
+def test_the_played_file_comes_with_its_commands(client: FlaskClient) -> None:
+    page = read_page(fetch(client, "/files/?play=video.mp4"))
+    assert [shell_words(c)[-1] for c in page.codes] == ["http://localhost/files/video.mp4"] * 3
+    assert page.presses("file")  # the buttons drop the play= of the page they are on
+    assert not [press for press in page.presses("file") if "play=" in press]
+
+
+def test_a_row_carries_its_entry_and_buttons_only(root: Path, client: FlaskClient) -> None:
+    """A big folder's page stays small: rclone and lftp read it whole before their first
+    HEAD. Each further file adds its row and nothing else (about 320 bytes plus its name
+    four times), whatever is known of it."""
+    folder = root / "many"
+    folder.mkdir()
+    (folder / "f0000.bin").write_bytes(b"x")
+    one = len(fetch(client, "/files/many/").data)
+    for index in range(1, 100):
+        (folder / f"f{index:04d}.bin").write_bytes(b"x")
+    fetch(client, "/files/many/f0001.bin", None)
+    assert client.application.extensions["digests"].wait_idle(10)
+    hundred = len(fetch(client, "/files/many/").data)
+    assert (hundred - one) / 99 < 350 + 4 * len("f0000.bin")  # the commands were 1,000 more
 
 
 @pytest.mark.parametrize(("peer", "scheme"), [("127.0.0.1", "https"), ("192.0.2.9", "http")])
@@ -370,23 +424,24 @@ def test_behind_a_tls_proxy_the_commands_name_https(root: Path, peer: str, schem
     app = create_app(Settings(data_root=root, behind_proxy=True))
     with app.test_client() as proxied:
         headers = {"Accept": BROWSER, "X-Forwarded-Proto": "https", "Host": "dl.example.org"}
-        with proxied.get("/files/", headers=headers, environ_base={"REMOTE_ADDR": peer}) as r:
+        environ = {"REMOTE_ADDR": peer}
+        with proxied.get("/files/?file=a.txt", headers=headers, environ_base=environ) as r:
             page = read_page(r)
     urls = {shell_words(command)[-1] for command in page.codes}
-    assert f"{scheme}://dl.example.org/files/a.txt" in urls
-    assert all(url.startswith(f"{scheme}://dl.example.org/files/") for url in urls)
+    assert urls == {f"{scheme}://dl.example.org/files/a.txt"}
 
 
 def test_known_digests_are_shown_and_the_folder_links_its_sha256_list(
     client: FlaskClient,
 ) -> None:
-    first = read_page(fetch(client, "/files/sub/"))
+    first = read_page(fetch(client, "/files/sub/?file=b.txt"))
     assert first.digests == []  # listing queues nothing
     sums = ["?" + form.query() for form in first.forms_of("sums")]
     assert sums == ["?format=sha256"]
     fetch(client, "/files/sub/b.txt", None)
     assert client.application.extensions["digests"].wait_idle(10)
-    page = read_page(fetch(client, "/files/sub/"))
+    assert read_page(fetch(client, "/files/sub/")).digests == []  # not in the rows
+    page = read_page(fetch(client, "/files/sub/?file=b.txt"))
     assert page.digests == [hashlib.sha256(b"in a folder\n").hexdigest()]
     listing = fetch(client, "/files/sub/" + sums[0], None)
     assert listing.mimetype == "text/plain"
@@ -396,14 +451,16 @@ def test_known_digests_are_shown_and_the_folder_links_its_sha256_list(
 def test_a_hashed_file_offers_aria2c_over_its_metalink_and_no_link_to_it(
     client: FlaskClient,
 ) -> None:
-    assert not [c for c in read_page(fetch(client, "/files/sub/")).codes if "metalink" in c]
+    unhashed = read_page(fetch(client, "/files/sub/?file=b.txt"))
+    assert unhashed.metalinks == []
+    assert len(unhashed.codes) == 3
     fetch(client, "/files/sub/b.txt", None)
     assert client.application.extensions["digests"].wait_idle(10)
-    response = fetch(client, "/files/sub/", base_url="http://files.example.org:8080")
+    response = fetch(client, "/files/sub/?file=b.txt", base_url="http://files.example.org:8080")
     page = read_page(response)
-    metalinks = [shell_words(code) for code in page.codes if "--follow-metalink" in code]
+    metalinks = [shell_words(code) for code in page.metalinks]
     url = "http://files.example.org:8080/files/sub/b.txt?format=meta4"
-    assert metalinks == [["aria2c", "--follow-metalink=mem", url]]  # b.txt only: hashed
+    assert metalinks == [["aria2c", "--follow-metalink=mem", url]]
     assert "meta4" not in " ".join(a["href"] for a in page.links)  # nothing to crawl
     assert "http://files.example.org" not in response.get_data(as_text=True)  # nor to scan
     document = fetch(client, url, None)
@@ -419,7 +476,7 @@ def test_without_digests_the_page_has_no_sha256_list(root: Path) -> None:
 
 def test_commands_quote_urls_that_the_shell_would_split(client: FlaskClient) -> None:
     folder_url = "/files/it's%20(x)%20$HOME;%20&%20z/"  # as Werkzeug quotes a path
-    response = fetch(client, folder_url)
+    response = fetch(client, folder_url + "?file=f.txt")
     assert response.status_code == 200
     page = read_page(response)
     url = f"http://localhost{folder_url}f.txt"
@@ -460,8 +517,7 @@ def test_media_files_have_a_play_link_to_a_player_streaming_them_inline(
     client: FlaskClient,
 ) -> None:
     page = read_page(fetch(client, "/files/"))
-    plays = ["?" + form.query() for form in page.forms_of("play")]
-    assert plays == ["?play=video.mp4"]
+    assert page.presses("play") == ["?play=video.mp4"]
     assert page.media == []
     player = read_page(fetch(client, "/files/?play=video.mp4"))
     ((tag, attrs),) = player.media
@@ -517,7 +573,11 @@ def test_a_signed_page_links_carry_their_signatures_and_open(signed_client: Flas
         assert fetch(signed_client, "/" + urlsplit(href).path).status_code == 403, name
     (sums,) = ["?" + form.query() for form in page.forms_of("sums")]
     assert fetch(signed_client, "/" + sums, None).mimetype == "text/plain"  # still signed
-    for command in page.codes:
+    presses = page.presses("file")
+    assert presses
+    commands = [c for press in presses for c in read_page(fetch(signed_client, "/" + press)).codes]
+    assert len(commands) == 3 * len(presses)  # each chosen page opens, signed as it was
+    for command in commands:
         url = shell_words(command)[-1]
         assert fetch(signed_client, url.removeprefix("http://localhost"), None).status_code == 200
 
@@ -526,7 +586,7 @@ def test_a_signed_player_keeps_the_signature_for_the_page_and_the_stream(
     signed_client: FlaskClient,
 ) -> None:
     page = read_page(fetch(signed_client, f"/files/?{signed_query('')}"))
-    (play,) = ["?" + form.query() for form in page.forms_of("play")]
+    (play,) = page.presses("play")
     response = fetch(signed_client, "/files/" + play)
     assert response.status_code == 200
     ((_, attrs),) = read_page(response).media
@@ -544,6 +604,8 @@ def test_a_signed_page_links_no_folder_above_it(signed_client: FlaskClient) -> N
 
 def test_under_a_prefix_every_link_and_command_keeps_it(client: FlaskClient) -> None:
     page = read_page(fetch(client, "/files/sub/deeper/", base_url="http://localhost/dl"))
+    assert page.presses("file") == ["?file=c.txt"]
+    page = read_page(fetch(client, "/files/sub/deeper/?file=c.txt", base_url="http://localhost/dl"))
     assert page.crumbs == [("files", "/dl/files/"), ("sub", "/dl/files/sub/"), ("deeper", None)]
     assert page.entry_links() == {"c.txt": "c.txt"}
     assert shell_words(page.codes[1]) == [

@@ -123,19 +123,22 @@ def test_the_commands_name_the_absolute_url_of_the_link_and_copy(
     # What the browser resolves the link to, and so what the commands must name.
     href = row.locator("td.name a").evaluate("a => a.href")
     assert href == f"{site.url}/files/{quote(ODD)}"
-    row.locator("summary").click()
-    # The commands only: once the background hashing is done, the row also has the
+    row.locator("button.file").click()
+    page.wait_for_url(f"{site.url}/files/?file=*")
+    chosen = page.locator("section.chosen")
+    assert chosen.locator("h2").inner_text().startswith(f"Download {ODD}")
+    # The commands only: once the background hashing is done, the section also has the
     # file's SHA-256 and its Metalink command in <code>s of their own, whenever the
     # page was rendered.
-    commands = row.locator("code:not(.sha256):not(.metalink)").all_inner_texts()
+    commands = chosen.locator("code:not(.sha256):not(.metalink)").all_inner_texts()
     assert [shell_words(command) for command in commands] == [
         ["curl", "-C", "-", "-O", href],
         ["wget", "-c", href],
         ["aria2c", "-x8", "-s8", href],
     ]
-    for metalink in row.locator("code.metalink").all_inner_texts():
+    for metalink in chosen.locator("code.metalink").all_inner_texts():
         assert shell_words(metalink) == ["aria2c", "--follow-metalink=mem", href + "?format=meta4"]
-    copy = row.locator("button.copy").nth(1)
+    copy = chosen.locator("button.copy").nth(1)
     copy.click()
     expect(copy).to_have_text("Copied")  # the click handler awaits the clipboard
     assert page.evaluate("navigator.clipboard.readText()") == commands[1]
@@ -155,7 +158,7 @@ def test_the_video_plays_and_a_seek_to_the_middle_is_a_206_from_there(
     page = tab.page
     page.goto(site.url + "/files/")
     page.locator("tr.entry").filter(has=page.get_by_text(CLIP, exact=True)).locator(
-        "form.play button"
+        "button.play"
     ).click()
     video = page.locator("video#player")
     src = video.evaluate("v => v.currentSrc")
@@ -177,9 +180,6 @@ def test_the_video_plays_and_a_seek_to_the_middle_is_a_206_from_there(
     assert 9.5 < state[1] < 10.5
     assert state[2:] == [320, 240]
     video.evaluate("v => v.pause()")
-    page.locator("tr.entry").filter(has=page.get_by_text(ODD, exact=True)).locator(
-        "summary"
-    ).click()
     shot = tmp_path / "player.png"
     page.screenshot(path=str(shot))
     assert png_facts(shot)[2] > 64, "the screenshot is (nearly) blank"
@@ -230,7 +230,7 @@ def test_a_signed_page_downloads_and_plays_through_its_signatures(
         row.locator("td.name a").click()
     assert sha256(Path(info.value.path()).read_bytes()) == signed_site.digests[ODD]
     page.locator("tr.entry").filter(has=page.get_by_text(TONE, exact=True)).locator(
-        "form.play button"
+        "button.play"
     ).click()
     audio = page.locator("audio#player")
     page.wait_for_function("a => a.readyState >= 1", arg=audio.element_handle())
