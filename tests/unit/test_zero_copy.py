@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import gevent.socket
+import gevent.ssl
 import pytest
 
 from service.delivery.streaming import (
@@ -241,3 +244,17 @@ def test_zero_copy_is_not_chosen_when_unsafe_or_off() -> None:
         assert zero_copy_socket(environ(tls), enabled=True) is None
         assert zero_copy_socket({"SERVER_PROTOCOL": "HTTP/1.1"}, enabled=True) is None
         assert zero_copy_socket(environ(object()), enabled=True) is None
+
+
+def test_zero_copy_is_not_chosen_for_a_real_tls_socket() -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    plain = socket.socket()
+    with context.wrap_socket(plain, server_hostname="x", do_handshake_on_connect=False) as tls:
+        assert zero_copy_socket(environ(tls), enabled=True) is None
+
+
+def test_gevents_tls_socket_class_is_told_apart_from_its_plain_one() -> None:
+    """In a gevent worker ``socket.socket`` is gevent's: the check asks the class."""
+    assert hasattr(gevent.ssl.SSLSocket, "getpeercert")
+    assert issubclass(gevent.ssl.SSLSocket, gevent.socket.socket)
+    assert not hasattr(gevent.socket.socket, "getpeercert")
