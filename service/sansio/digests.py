@@ -100,6 +100,7 @@ def parse_want_digest(value: str) -> dict[str, float]:
     return preferences
 
 
+@lru_cache(maxsize=4096)  # hot files repeat: this runs per request once a file is hashed
 def digest_fields(sha256: bytes, choice: DigestChoice) -> tuple[tuple[str, str], ...]:
     """The header fields for a known SHA-256 of the whole representation."""
     fields = []
@@ -120,6 +121,7 @@ def legacy_digest_value(sha256: bytes) -> str:
     return f"SHA-256={base64.b64encode(sha256).decode()}"
 
 
+@lru_cache(maxsize=4096)  # an EntityTag is immutable: the same one serves every request
 def digest_etag(sha256: bytes) -> EntityTag:
     """A strong tag from the content alone: every node serving these bytes agrees."""
     return EntityTag("sha256-" + base64.urlsafe_b64encode(sha256).decode().rstrip("="))

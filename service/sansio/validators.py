@@ -30,6 +30,7 @@ class EntityTag:
         return f'{"W/" if self.weak else ""}"{self.opaque}"'
 
 
+@lru_cache(maxsize=4096)  # an EntityTag is immutable: the same one serves every request
 def make_etag(size: int, mtime_ns: int) -> EntityTag:
     """A strong tag from size and mtime in nanoseconds; no inode, so replicas agree."""
     return EntityTag(f"{size:x}-{mtime_ns:x}")
