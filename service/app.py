@@ -60,11 +60,13 @@ def _install_storage(app: Flask, settings: Settings) -> None:
 
 
 def _install_middleware(app: Flask, settings: Settings) -> None:
-    """OPTIONS and CORS, the access log with the metrics as its observer, and outermost
-    the client address from a trusted proxy, so both see the real client."""
-    from service.web import cors, forwarded
+    """OPTIONS and CORS, repeated slashes merged, the access log (the target as sent)
+    with the metrics as its observer, and outermost the client address from a trusted
+    proxy, so both see the real client."""
+    from service.web import cors, forwarded, slashes
 
     cors.install(app, settings.cors_policy())  # innermost: the access log sees its answers
+    slashes.install(app)
     observers: list[accesslog.Observer] = []
     if settings.metrics:
         # prometheus_client is loaded only when metrics are on

@@ -59,6 +59,8 @@ class Transfer:
         offered = environ.get("HTTP_X_REQUEST_ID", "")
         self.request_id = offered if _REQUEST_ID.fullmatch(offered) else _new_id()
         self.environ = environ
+        #: Taken now: later layers may rewrite PATH_INFO (service.web.slashes).
+        self.target = _target(environ)
         self.started = time.monotonic()
         self.status = 0
         self.bytes = 0
@@ -106,7 +108,7 @@ class Transfer:
             "id": self.request_id,
             "client": environ.get("REMOTE_ADDR", ""),
             "method": environ.get("REQUEST_METHOD", ""),
-            "target": _target(environ),
+            "target": self.target,
             "protocol": environ.get("SERVER_PROTOCOL", ""),
             "status": self.status if self._status_sent else None,
             "range": environ.get("HTTP_RANGE"),
