@@ -5,7 +5,8 @@
 # unzip, 7z),
 # HAProxy and nginx (slice module), openssl (a test certificate for HAProxy's TLS), FUSE
 # and Debian's python3-fusepy (the fault-injecting test filesystem under
-# tests/support/faultfs.py), and the headless browser for the browse page (Debian's
+# tests/support/faultfs.py), Debian's python3-gdal (GDAL's /vsicurl/, a folder walker),
+# and the headless browser for the browse page (Debian's
 # chromium; Playwright drives it, `playwright install` is never needed).
 # Installs what is missing when it can (root or sudo); otherwise says what to install,
 # and those tests skip (outside CI) or fail (in CI, where CI is set).
@@ -23,6 +24,8 @@ for tool in "${!package_of[@]}"; do
 done
 # Not a program: the module Debian's /usr/bin/python3 runs the test filesystem with.
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import fusepy' 2>/dev/null || missing+=(python3-fusepy)
+# Nor this: GDAL's Python bindings, which walk folders through /vsicurl/ in the tests.
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import osgeo.gdal' 2>/dev/null || missing+=(python3-gdal)
 [ ${#missing[@]} -eq 0 ] && exit 0
 readarray -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
 
