@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -188,7 +189,10 @@ def test_the_pages_metalink_command_downloads_from_both_nodes(
     nodes: Nodes, tmp_path: Path, out_dir: Path
 ) -> None:
     fetch_metalink(nodes.url_a + "?format=meta4", timeout=60)  # hashed: the page offers it
-    request = urllib.request.Request(nodes.url_a.rsplit("/", 1)[0] + "/", headers=BROWSER)
+    folder, name = nodes.url_a.rsplit("/", 1)
+    # The page as its "commands" button opens it: the commands of that one file.
+    chosen = f"{folder}/?{urllib.parse.urlencode({'file': urllib.parse.unquote(name)})}"
+    request = urllib.request.Request(chosen, headers=BROWSER)
     with urllib.request.urlopen(request, timeout=10) as response:
         page = response.read().decode()
     codes = [
