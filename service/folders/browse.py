@@ -13,7 +13,7 @@ above it; the player (``?play=<name>``), a file's download commands (``?file=<na
 and the folder's ``sha256sum`` list are reached by GET forms; and the commands' URLs
 (the Metalink's too) are written so that no scanner takes them for links. A row holds
 only the entry and its buttons, and the commands, SHA-256 and Metalink are written for
-the chosen file alone: a folder of 10,000 files is a page of about 3 MB, not 14, which
+the chosen file alone: a folder of 10,000 files is a page of about 4 MB, not 14, which
 rclone and lftp read whole before their first HEAD. Jinja escapes everything that
 reaches the HTML.
 """
