@@ -71,7 +71,8 @@ def test_a_node_believes_the_address_its_trusted_proxy_names(cluster: Cluster) -
 
 def _page_urls(host: str, port: int, proto: str) -> list[str]:
     headers = [("Accept", "text/html"), ("X-Forwarded-Proto", proto), ("Connection", "close")]
-    response = rawhttp.get(host, port, "/files/", headers)
+    # The page of a.bin's commands, as the row's "commands" button opens it.
+    response = rawhttp.get(host, port, "/files/?file=a.bin", headers)
     assert response.status == 200, response
     page = html.unescape(response.body.decode())  # as shown: "://" is written "&#47;&#47;"
     return [word for word in page.split() if "/files/a.bin" in word and "://" in word]

@@ -139,6 +139,6 @@ def test_a_split_download_over_tls(
 
 def test_the_browse_page_over_tls_names_https(tls: HAProxy, certificate: tuple[Path, Path]) -> None:
     # As a browser shows it: the page writes a URL's "://" as character references.
-    page = html.unescape(curl(certificate, tls.url + "/files/").stdout.decode())
+    page = html.unescape(curl(certificate, tls.url + "/files/?file=a.bin").stdout.decode())
     assert f"curl -C - -O {tls.url}/files/a.bin" in page
     assert f"http://{tls.host}" not in page
